@@ -1,0 +1,4 @@
+//! The `braid` command.
+fn main() {
+    braid::init();
+}

@@ -1,0 +1,31 @@
+//! braid: what Python's parallel and distributed stack gives Python programmers, in Rust.
+//!
+//! The core (tasks, codecs, the [`Executor`] trait, [`Handle`]s) is re-exported at the
+//! root; each family of parallelism is a module, behind a cargo feature of the same name:
+//!
+//! | module | feature | Python counterpart |
+//! |---|---|---|
+//! | [`sync`] | `sync` | `threading`, `queue`, `concurrent.futures.ThreadPoolExecutor` |
+//!
+//! ```
+//! #[braid::task]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() {
+//!     braid::init();
+//!     assert_eq!(square::task().call((7,)).unwrap(), 49);
+//! }
+//! ```
+#![forbid(unsafe_code)]
+
+extern crate self as braid;
+
+pub use braid_core::*;
+
+/// Threads and their synchronisation, like Python's `threading` and `queue`.
+#[cfg(feature = "sync")]
+pub mod sync {
+    pub use braid_sync::*;
+}
