@@ -26,10 +26,9 @@ impl StartupHook {
 /// Calling it more than once is harmless.
 ///
 /// ```
-/// fn main() {
-///     braid_core::init();
-///     // the program proper
-/// }
+/// // The first statement of `main`:
+/// braid_core::init();
+/// // ... the program proper.
 /// ```
 pub fn init() {
     for hook in inventory::iter::<StartupHook> {
