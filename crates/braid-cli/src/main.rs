@@ -32,7 +32,10 @@ fn main() -> ExitCode {
             let outcomes = tour::run();
             let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
             if failed == 0 {
-                println!("tour: all {} recipes gave the right answer", outcomes.len());
+                println!(
+                    "tour: every recipe ({}) gave the right answer",
+                    outcomes.len()
+                );
                 ExitCode::SUCCESS
             } else {
                 eprintln!("tour: {failed} of {} recipes failed", outcomes.len());

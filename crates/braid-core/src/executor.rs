@@ -67,6 +67,7 @@ impl TaskCall {
 trait Slot: Send {
     fn start(&self) -> bool;
     fn complete(self: Box<Self>, result: Result<Vec<u8>, Error>);
+    fn cancel(self: Box<Self>);
 }
 
 struct TypedSlot<R> {
@@ -82,6 +83,10 @@ impl<R: DeserializeOwned + Send + 'static> Slot for TypedSlot<R> {
     fn complete(self: Box<Self>, result: Result<Vec<u8>, Error>) {
         let outcome = result.and_then(|bytes| self.codec.decode::<R>(&bytes));
         self.promise.complete(outcome);
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.promise.cancel();
     }
 }
 
@@ -120,6 +125,12 @@ impl Job {
     /// Delivers the encoded result (or the error) to the caller.
     pub fn complete(self, result: Result<Vec<u8>, Error>) {
         self.slot.complete(result);
+    }
+
+    /// Cancels the job before it starts (an executor dropping its queue): the caller's
+    /// handle ends cancelled, with [`Error::Cancelled`].
+    pub fn cancel(self) {
+        self.slot.cancel();
     }
 
     /// Starts, runs and completes the job on this thread; does nothing if it was cancelled.

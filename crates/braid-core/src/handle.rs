@@ -114,6 +114,25 @@ impl<T> Promise<T> {
             .is_none_or(|s| s.inner.lock().status == Status::Cancelled)
     }
 
+    /// Cancels work that has not started, from the worker's side (a pool shutting down with
+    /// `cancel_pending`): the handle ends [`Status::Cancelled`] with [`Error::Cancelled`].
+    /// Work already running or finished is left as it is, and its handle will get the
+    /// outcome this promise would have given, or [`Error::WorkerLost`] once it is dropped.
+    pub fn cancel(mut self) {
+        if let Some(shared) = self.shared.take() {
+            let mut inner = shared.inner.lock();
+            match inner.status {
+                Status::Pending => {
+                    shared.finish(&mut inner, Status::Cancelled, Err(Error::Cancelled))
+                }
+                Status::Running => {
+                    shared.finish(&mut inner, Status::Finished, Err(Error::Cancelled))
+                }
+                Status::Finished | Status::Cancelled => {}
+            }
+        }
+    }
+
     /// Completes the work with its outcome. Done-callbacks run on this thread.
     /// A promise whose work was cancelled ignores the outcome.
     pub fn complete(mut self, outcome: Result<T, Error>) {
@@ -478,6 +497,14 @@ mod tests {
         assert!(!p.start());
         assert!(p.is_cancelled());
         p.complete(Ok(1));
+        assert_eq!(h.result(), Err(Error::Cancelled));
+    }
+
+    #[test]
+    fn cancel_from_the_worker_side() {
+        let (p, h) = promise::<i32>();
+        p.cancel();
+        assert!(h.is_cancelled());
         assert_eq!(h.result(), Err(Error::Cancelled));
     }
 

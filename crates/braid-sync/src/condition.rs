@@ -45,6 +45,7 @@ pub struct Condition<T = ()> {
 
 /// The lock of a [`Condition`], held; gives access to the value and waits on the condition.
 /// Releases the lock on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a, T> {
     guard: MutexGuard<'a, T>,
     waiters: &'a WaitList,

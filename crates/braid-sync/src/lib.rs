@@ -70,7 +70,7 @@ pub use condition::{Condition, ConditionGuard};
 pub use error::{Error, PutError};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
-pub use pool::{ThreadPool, ThreadPoolBuilder};
+pub use pool::{CLOSURE_TASK, ThreadPool, ThreadPoolBuilder};
 pub use queue::{LifoQueue, PriorityQueue, Queue};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedPermit, BoundedSemaphore, Permit, Semaphore};

@@ -13,6 +13,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::Error;
 
+/// The task name a [`ThreadPool::submit_fn`] closure's errors carry.
+pub const CLOSURE_TASK: &str = "ThreadPool::submit_fn closure";
+
 type Initializer = Arc<dyn Fn() + Send + Sync>;
 
 /// A fixed set of worker threads that run submitted work, like Python's
@@ -134,6 +137,7 @@ enum Work {
 trait ClosureWork: Send {
     fn run(self: Box<Self>);
     fn fail(self: Box<Self>, error: braid_core::Error);
+    fn cancel(self: Box<Self>);
 }
 
 struct Closure<F, T> {
@@ -152,13 +156,17 @@ where
             return; // cancelled through its handle
         }
         let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-            braid_core::Error::Task(TaskError::from_panic(std::any::type_name::<F>(), &*payload))
+            braid_core::Error::Task(TaskError::from_panic(CLOSURE_TASK, &*payload))
         });
         promise.complete(outcome);
     }
 
     fn fail(self: Box<Self>, error: braid_core::Error) {
         self.promise.complete(Err(error));
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.promise.cancel();
     }
 }
 
@@ -184,6 +192,13 @@ impl Work {
         match self {
             Work::Job(job) => job.complete(Err(error)),
             Work::Closure(closure) => closure.fail(error),
+        }
+    }
+
+    fn cancel(self) {
+        match self {
+            Work::Job(job) => job.cancel(),
+            Work::Closure(closure) => closure.cancel(),
         }
     }
 }
@@ -439,7 +454,7 @@ impl Executor for ThreadPool {
         drop(self.sender.write().take());
         if cancel_pending {
             while let Ok(work) = self.receiver.try_recv() {
-                work.fail(braid_core::Error::Cancelled);
+                work.cancel();
             }
         }
         if wait {

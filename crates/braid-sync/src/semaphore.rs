@@ -159,6 +159,17 @@ impl Semaphore {
         self.acquire_timeout(Duration::ZERO)
     }
 
+    /// Takes a permit and keeps it, with no guard: Python's `acquire()`, for a semaphore
+    /// used as a signal between threads. Give it back with [`Semaphore::release`].
+    pub fn hold(&self) {
+        self.counter.take(None);
+    }
+
+    /// Like [`Semaphore::hold`], giving up after `timeout`; returns whether a permit was taken.
+    pub fn hold_timeout(&self, timeout: Duration) -> bool {
+        self.counter.take(Some(timeout))
+    }
+
     /// Adds `n` permits (Python's `release(n)`), waking up to `n` blocked threads. The
     /// count saturates at `usize::MAX`.
     pub fn release(&self, n: usize) {
@@ -201,6 +212,18 @@ impl BoundedSemaphore {
     /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<BoundedPermit<'_>> {
         self.acquire_timeout(Duration::ZERO)
+    }
+
+    /// Takes a permit and keeps it, with no guard: Python's `acquire()`. Give it back with
+    /// [`BoundedSemaphore::release`].
+    pub fn hold(&self) {
+        self.counter.take(None);
+    }
+
+    /// Like [`BoundedSemaphore::hold`], giving up after `timeout`; returns whether a permit
+    /// was taken.
+    pub fn hold_timeout(&self, timeout: Duration) -> bool {
+        self.counter.take(Some(timeout))
     }
 
     /// Gives one permit back (Python's `release()`), waking one blocked thread.

@@ -243,3 +243,22 @@ fn stress_semaphore_never_exceeds_its_count() {
         assert_eq!(bsem.available(), permits);
     }
 }
+
+#[test]
+fn semaphore_hold_and_release_signal_between_threads() {
+    let signal = Arc::new(Semaphore::new(0));
+    assert!(!signal.hold_timeout(Duration::from_millis(1)));
+    let s = signal.clone();
+    let consumer = std::thread::spawn(move || {
+        s.hold();
+        s.available()
+    });
+    signal.release(1);
+    assert_eq!(consumer.join().unwrap(), 0, "the permit stays taken");
+
+    let bounded = BoundedSemaphore::new(1);
+    bounded.hold();
+    assert!(!bounded.hold_timeout(Duration::ZERO));
+    assert_eq!(bounded.release(), Ok(()));
+    assert_eq!(bounded.release(), Err(Error::Overflow { bound: 1 }));
+}

@@ -255,8 +255,10 @@ fn shutdown_cancel_pending_cancels_queued_work() {
         braid_core::Error::Shutdown
     );
     for h in queued {
+        assert_eq!(h.status(), Status::Cancelled);
         assert_eq!(h.result(), Err(braid_core::Error::Cancelled));
     }
+    assert!(job.is_cancelled());
     assert_eq!(job.result(), Err(braid_core::Error::Cancelled));
     gate.set();
     assert_eq!(blocker.result(), Ok("blocker"), "running work finishes");

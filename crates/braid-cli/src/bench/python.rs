@@ -2,9 +2,10 @@
 //! script and reading its one-line JSON answer (the protocol of `bench/python/README.md`).
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -173,9 +174,14 @@ pub(crate) fn run(
     if let Some(workers) = request.workers {
         command.arg("--workers").arg(workers.to_string());
     }
-    let output = command
-        .output()
-        .map_err(|e| NoAnswer(format!("python: cannot start {}: {e}", program.display())))?;
+    let output = output_within(&mut command, SCRIPT_TIMEOUT)
+        .map_err(|e| NoAnswer(format!("python: cannot run {}: {e}", program.display())))?
+        .ok_or_else(|| {
+            NoAnswer(format!(
+                "python: {} {} gave no answer within {:?} and was killed",
+                request.script, request.case, SCRIPT_TIMEOUT
+            ))
+        })?;
     if !output.status.success() {
         return Err(NoAnswer(format!(
             "python: {} {} failed ({}): {}",
@@ -186,6 +192,55 @@ pub(crate) fn run(
         )));
     }
     parse(&String::from_utf8_lossy(&output.stdout)).map_err(|e| NoAnswer(e.to_string()))
+}
+
+/// How long one script call may take before it is killed, so a hung script cannot hang
+/// the bench.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `command` to completion and collects its output, or kills it after `timeout`
+/// (`Ok(None)`).
+fn output_within(command: &mut Command, timeout: Duration) -> io::Result<Option<Output>> {
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            // A read error ends the capture; what was read so far is kept.
+            if let Err(e) = pipe.read_to_end(&mut bytes) {
+                tracing::warn!(error = %e, "reading a bench script's output failed");
+            }
+            bytes
+        })
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill()?;
+            child.wait()?;
+            return Ok(None);
+        }
+        // A bench script runs for seconds; checking every 10 ms costs nothing measurable.
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let collect = |reader: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        reader
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    Ok(Some(Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    }))
 }
 
 /// The error of a script output that does not follow the protocol.
