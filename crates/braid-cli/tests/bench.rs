@@ -261,7 +261,8 @@ fn an_unknown_suite_or_case_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("unknown suite `thread`; valid suites: threads, all"),
+        stderr.contains("unknown suite `thread`; valid suites: threads, ")
+            && stderr.contains(", all"),
         "{stderr}"
     );
 

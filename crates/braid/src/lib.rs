@@ -6,6 +6,7 @@
 //! | module | feature | Python counterpart |
 //! |---|---|---|
 //! | [`sync`] | `sync` | `threading`, `queue`, `concurrent.futures.ThreadPoolExecutor` |
+//! | [`asyncio`] | `async` | `asyncio` (on tokio), `asyncio.wrap_future` / `run_in_executor` for every executor |
 //!
 //! ```
 //! #[braid::task]
@@ -28,4 +29,11 @@ pub use braid_core::*;
 #[cfg(feature = "sync")]
 pub mod sync {
     pub use braid_sync::*;
+}
+
+/// asyncio on tokio: TaskGroup, gather/wait/as_completed, async synchronisation and
+/// queues, and bridges to every executor (`async` is a keyword, so the module is `asyncio`).
+#[cfg(feature = "async")]
+pub mod asyncio {
+    pub use braid_async::*;
 }

@@ -7,6 +7,7 @@
 //! its median), so the two numbers come from the same machine in the same minute. The
 //! script protocol is described in `bench/python/README.md`.
 
+mod r#async;
 mod plot;
 mod python;
 mod report;
@@ -22,10 +23,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{CaseResult, Scaling, Series};
 
 /// The suites `braid bench` knows; `all` runs every one of the others.
-pub const SUITES: &[&str] = &["threads", "all"];
+pub const SUITES: &[&str] = &["threads", "async", "all"];
 
 /// Every suite present, in the order `all` runs them. Keep in step with [`SUITES`].
-const SUITE_TABLE: &[&Suite] = &[&threads::SUITE];
+const SUITE_TABLE: &[&Suite] = &[&threads::SUITE, &r#async::SUITE];
 
 /// What `braid bench` was asked to do.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -146,6 +147,12 @@ pub enum CaseError {
     /// A task on a pool failed.
     #[error(transparent)]
     Task(#[from] braid::Error),
+    /// A braid-async primitive failed.
+    #[error(transparent)]
+    Async(#[from] braid::asyncio::Error),
+    /// A tokio runtime could not be started.
+    #[error("cannot start a tokio runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// A family of cases and the Python script that mirrors them.
@@ -585,8 +592,12 @@ mod tests {
         let e = select(&opts("thread")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown suite `thread`; valid suites: threads, all"
+            format!(
+                "unknown suite `thread`; valid suites: {}",
+                SUITES.join(", ")
+            )
         );
+        assert!(e.to_string().contains("threads, "), "{e}");
     }
 
     #[test]

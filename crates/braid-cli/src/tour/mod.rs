@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+mod r#async;
 mod threads;
 
 /// One recipe of the tour: a family, what it shows, and a run that returns a summary of what
@@ -26,11 +27,18 @@ pub struct Outcome {
 
 /// Every recipe, one per family; a family adds its module above and one entry here.
 fn recipes() -> Vec<Recipe> {
-    vec![Recipe {
-        family: "threads",
-        shows: "producers and consumers over a Queue, a Barrier, and a ThreadPool map",
-        run: threads::run,
-    }]
+    vec![
+        Recipe {
+            family: "threads",
+            shows: "producers and consumers over a Queue, a Barrier, and a ThreadPool map",
+            run: threads::run,
+        },
+        Recipe {
+            family: "async",
+            shows: "a TaskGroup of producers feeding an async Queue, consumers gathered, pool work awaited",
+            run: r#async::run,
+        },
+    ]
 }
 
 /// Runs every recipe, printing a line per recipe as it finishes; returns every outcome.
