@@ -6,6 +6,7 @@
 //! | module | feature | Python counterpart |
 //! |---|---|---|
 //! | [`sync`] | `sync` | `threading`, `queue`, `concurrent.futures.ThreadPoolExecutor` |
+//! | [`gpu`] | `gpu` | PyCUDA (`SourceModule`, `GPUArray`, `ElementwiseKernel`, `ReductionKernel`), NumbaPro cuBLAS, PyOpenCL |
 //! | [`asyncio`] | `async` | `asyncio` (on tokio), `asyncio.wrap_future` / `run_in_executor` for every executor |
 //!
 //! ```
@@ -36,4 +37,11 @@ pub mod sync {
 #[cfg(feature = "async")]
 pub mod asyncio {
     pub use braid_async::*;
+}
+
+/// GPU programming like PyCUDA, NumbaPro's cuBLAS and PyOpenCL (CUDA and OpenCL are
+/// loaded at run time: without them every call is a clear `NoDevice` error).
+#[cfg(feature = "gpu")]
+pub mod gpu {
+    pub use braid_gpu::*;
 }

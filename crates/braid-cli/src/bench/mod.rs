@@ -8,6 +8,7 @@
 //! script protocol is described in `bench/python/README.md`.
 
 mod r#async;
+mod gpu;
 mod plot;
 mod python;
 mod report;
@@ -23,10 +24,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{CaseResult, Scaling, Series};
 
 /// The suites `braid bench` knows; `all` runs every one of the others.
-pub const SUITES: &[&str] = &["threads", "async", "all"];
+pub const SUITES: &[&str] = &["threads", "async", "gpu", "all"];
 
 /// Every suite present, in the order `all` runs them. Keep in step with [`SUITES`].
-const SUITE_TABLE: &[&Suite] = &[&threads::SUITE, &r#async::SUITE];
+const SUITE_TABLE: &[&Suite] = &[&threads::SUITE, &r#async::SUITE, &gpu::SUITE];
 
 /// What `braid bench` was asked to do.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -147,6 +148,13 @@ pub enum CaseError {
     /// A task on a pool failed.
     #[error(transparent)]
     Task(#[from] braid::Error),
+    /// A braid-gpu operation failed.
+    #[error(transparent)]
+    Gpu(#[from] braid::gpu::Error),
+    /// The case cannot run on this machine (no GPU, say): it is left out of the results,
+    /// the reason is printed under the table, and the run goes on.
+    #[error("skipped: {0}")]
+    Unavailable(String),
     /// A braid-async primitive failed.
     #[error(transparent)]
     Async(#[from] braid::asyncio::Error),
@@ -198,6 +206,10 @@ pub(crate) struct Size {
 pub(crate) enum Measure {
     /// One measurement of `size` work, in the case's unit; the framework repeats it.
     Once(fn(u64) -> Result<f64, CaseError>),
+    /// One call measures `size` work `repeats` times itself, its setup (device buffers,
+    /// compiled kernels) done once, and returns the median with a note: what it measured
+    /// beside in the same run, such as a baseline and braid's ratio to it.
+    Detailed(fn(u64, usize) -> Result<Detailed, CaseError>),
     /// The same job on p workers: `run(size, p, repeats)` gives `repeats` times (the
     /// setup, such as starting a pool of p threads, is not timed). The framework runs it
     /// for p = 1..=P; the case's headline numbers are those at P, and Python's is the
@@ -208,6 +220,15 @@ pub(crate) enum Measure {
         /// The Python variant whose time at P is the case's `python`.
         headline: &'static str,
     },
+}
+
+/// The result of a [`Measure::Detailed`] case.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Detailed {
+    /// The median, in the case's unit.
+    pub value: f64,
+    /// What else the case measured, for the case's note.
+    pub note: Option<String>,
 }
 
 /// What every case of a run shares.
@@ -267,12 +288,20 @@ pub fn run(options: &BenchOptions) -> Result<Vec<CaseResult>, BenchError> {
         "{spinner} [{bar:30}] {pos}/{len} {wide_msg}",
     )?);
     let mut results = Vec::with_capacity(selected.len());
+    let mut skipped = Vec::new();
     for (suite, case) in &selected {
         progress.set_message(format!("{}/{}", suite.name, case.name));
         let result = run_case(&context, suite, case);
         progress.inc(1);
         match result {
             Ok(result) => results.push(result),
+            Err(BenchError::Case {
+                suite,
+                case,
+                source,
+            }) if matches!(*source, CaseError::Unavailable(_)) => {
+                skipped.push(format!("{suite}/{case}: {source}"));
+            }
             Err(e) => {
                 progress.finish_and_clear();
                 return Err(e);
@@ -291,6 +320,9 @@ pub fn run(options: &BenchOptions) -> Result<Vec<CaseResult>, BenchError> {
     );
     println!();
     print!("{}", report::table(&results));
+    for line in &skipped {
+        println!("{line}");
+    }
 
     if let Some(path) = &options.json {
         write_json(path, &results)?;
@@ -383,6 +415,19 @@ fn run_case(
                 .collect::<Result<Vec<f64>, CaseError>>()
                 .map_err(fail)?;
             result.braid = stats::median(&values).unwrap_or(f64::NAN);
+            match python::run(&context.interpreter, &context.scripts, &request) {
+                Ok(answer) => {
+                    if let Some(python) = python_value(case, size, &answer, &mut notes) {
+                        result.python = Some(python);
+                    }
+                }
+                Err(why) => notes.push(why.0),
+            }
+        }
+        Measure::Detailed(measure) => {
+            let detailed = measure(size, context.repeats).map_err(fail)?;
+            result.braid = detailed.value;
+            notes.extend(detailed.note);
             match python::run(&context.interpreter, &context.scripts, &request) {
                 Ok(answer) => {
                     if let Some(python) = python_value(case, size, &answer, &mut notes) {
@@ -515,7 +560,7 @@ fn python_variants(
     };
     let headline = match case.measure {
         Measure::Scaling { headline, .. } => headline,
-        Measure::Once(_) => "",
+        Measure::Once(_) | Measure::Detailed(_) => "",
     };
     let mut out = Vec::new();
     for (name, by_p) in variants {

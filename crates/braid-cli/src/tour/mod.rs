@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 mod r#async;
+mod gpu;
 mod threads;
 
 /// One recipe of the tour: a family, what it shows, and a run that returns a summary of what
@@ -37,6 +38,11 @@ fn recipes() -> Vec<Recipe> {
             family: "async",
             shows: "a TaskGroup of producers feeding an async Queue, consumers gathered, pool work awaited",
             run: r#async::run,
+        },
+        Recipe {
+            family: "gpu",
+            shows: "a SAXPY ElementwiseKernel and a dot-product ReductionKernel on CUDA, else OpenCL",
+            run: gpu::run,
         },
     ]
 }
