@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`sync`] | `sync` | `threading`, `queue`, `concurrent.futures.ThreadPoolExecutor` |
 //! | [`gpu`] | `gpu` | PyCUDA (`SourceModule`, `GPUArray`, `ElementwiseKernel`, `ReductionKernel`), NumbaPro cuBLAS, PyOpenCL |
+//! | [`csp`] | `csp` | PyCSP: `@process`, `Channel`, poison/retire, `Alternation`, `Parallel`/`Sequence`/`Spawn`, remote channels |
 //! | [`asyncio`] | `async` | `asyncio` (on tokio), `asyncio.wrap_future` / `run_in_executor` for every executor |
 //!
 //! ```
@@ -44,4 +45,11 @@ pub mod asyncio {
 #[cfg(feature = "gpu")]
 pub mod gpu {
     pub use braid_gpu::*;
+}
+
+/// Communicating sequential processes, like PyCSP: channels, poison and retire,
+/// alternation, Parallel/Sequence/Spawn, channels across the network.
+#[cfg(feature = "csp")]
+pub mod csp {
+    pub use braid_csp::*;
 }

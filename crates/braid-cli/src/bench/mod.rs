@@ -8,6 +8,7 @@
 //! script protocol is described in `bench/python/README.md`.
 
 mod r#async;
+mod csp;
 mod gpu;
 mod plot;
 mod python;
@@ -24,10 +25,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{CaseResult, Scaling, Series};
 
 /// The suites `braid bench` knows; `all` runs every one of the others.
-pub const SUITES: &[&str] = &["threads", "async", "gpu", "all"];
+pub const SUITES: &[&str] = &["threads", "async", "gpu", "csp", "all"];
 
 /// Every suite present, in the order `all` runs them. Keep in step with [`SUITES`].
-const SUITE_TABLE: &[&Suite] = &[&threads::SUITE, &r#async::SUITE, &gpu::SUITE];
+const SUITE_TABLE: &[&Suite] = &[&threads::SUITE, &r#async::SUITE, &gpu::SUITE, &csp::SUITE];
 
 /// What `braid bench` was asked to do.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -155,6 +156,9 @@ pub enum CaseError {
     /// the reason is printed under the table, and the run goes on.
     #[error("skipped: {0}")]
     Unavailable(String),
+    /// A braid-csp process, channel or alternation failed.
+    #[error(transparent)]
+    Csp(#[from] braid::csp::Error),
     /// A braid-async primitive failed.
     #[error(transparent)]
     Async(#[from] braid::asyncio::Error),

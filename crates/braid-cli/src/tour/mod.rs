@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 mod r#async;
+mod csp;
 mod gpu;
 mod threads;
 
@@ -43,6 +44,11 @@ fn recipes() -> Vec<Recipe> {
             family: "gpu",
             shows: "a SAXPY ElementwiseKernel and a dot-product ReductionKernel on CUDA, else OpenCL",
             run: gpu::run,
+        },
+        Recipe {
+            family: "csp",
+            shows: "a PyCSP-style network: fan-out, fair alternation, one poison shuts it down",
+            run: csp::run,
         },
     ]
 }
