@@ -6,8 +6,9 @@
 //! | module | feature | Python counterpart |
 //! |---|---|---|
 //! | [`sync`] | `sync` | `threading`, `queue`, `concurrent.futures.ThreadPoolExecutor` |
-//! | [`gpu`] | `gpu` | PyCUDA (`SourceModule`, `GPUArray`, `ElementwiseKernel`, `ReductionKernel`), NumbaPro cuBLAS, PyOpenCL |
+//! | [`proc`] | `proc` | `multiprocessing` (`Process`, `Pipe`, `Queue`, locks, `Value`/`Array`, `shared_memory`, `Manager`, `Pool`), `concurrent.futures.ProcessPoolExecutor` |
 //! | [`csp`] | `csp` | PyCSP: `@process`, `Channel`, poison/retire, `Alternation`, `Parallel`/`Sequence`/`Spawn`, remote channels |
+//! | [`gpu`] | `gpu` | PyCUDA (`SourceModule`, `GPUArray`, `ElementwiseKernel`, `ReductionKernel`), NumbaPro cuBLAS, PyOpenCL |
 //! | [`asyncio`] | `async` | `asyncio` (on tokio), `asyncio.wrap_future` / `run_in_executor` for every executor |
 //!
 //! ```
@@ -33,11 +34,18 @@ pub mod sync {
     pub use braid_sync::*;
 }
 
-/// asyncio on tokio: TaskGroup, gather/wait/as_completed, async synchronisation and
-/// queues, and bridges to every executor (`async` is a keyword, so the module is `asyncio`).
-#[cfg(feature = "async")]
-pub mod asyncio {
-    pub use braid_async::*;
+/// Processes and their communication, like Python's `multiprocessing`; call
+/// [`init`] first thing in `main` (children re-execute the program).
+#[cfg(feature = "proc")]
+pub mod proc {
+    pub use braid_proc::*;
+}
+
+/// Communicating sequential processes, like PyCSP: channels, poison and retire,
+/// alternation, Parallel/Sequence/Spawn, channels across the network.
+#[cfg(feature = "csp")]
+pub mod csp {
+    pub use braid_csp::*;
 }
 
 /// GPU programming like PyCUDA, NumbaPro's cuBLAS and PyOpenCL (CUDA and OpenCL are
@@ -47,9 +55,9 @@ pub mod gpu {
     pub use braid_gpu::*;
 }
 
-/// Communicating sequential processes, like PyCSP: channels, poison and retire,
-/// alternation, Parallel/Sequence/Spawn, channels across the network.
-#[cfg(feature = "csp")]
-pub mod csp {
-    pub use braid_csp::*;
+/// asyncio on tokio: TaskGroup, gather/wait/as_completed, async synchronisation and
+/// queues, and bridges to every executor (`async` is a keyword, so the module is `asyncio`).
+#[cfg(feature = "async")]
+pub mod asyncio {
+    pub use braid_async::*;
 }

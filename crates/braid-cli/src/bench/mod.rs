@@ -11,6 +11,7 @@ mod r#async;
 mod csp;
 mod gpu;
 mod plot;
+mod proc;
 mod python;
 mod report;
 mod stats;
@@ -25,10 +26,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{CaseResult, Scaling, Series};
 
 /// The suites `braid bench` knows; `all` runs every one of the others.
-pub const SUITES: &[&str] = &["threads", "async", "gpu", "csp", "all"];
+pub const SUITES: &[&str] = &["threads", "proc", "async", "gpu", "csp", "all"];
 
 /// Every suite present, in the order `all` runs them. Keep in step with [`SUITES`].
-const SUITE_TABLE: &[&Suite] = &[&threads::SUITE, &r#async::SUITE, &gpu::SUITE, &csp::SUITE];
+const SUITE_TABLE: &[&Suite] = &[
+    &threads::SUITE,
+    &proc::SUITE,
+    &r#async::SUITE,
+    &gpu::SUITE,
+    &csp::SUITE,
+];
 
 /// What `braid bench` was asked to do.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -156,15 +163,18 @@ pub enum CaseError {
     /// the reason is printed under the table, and the run goes on.
     #[error("skipped: {0}")]
     Unavailable(String),
-    /// A braid-csp process, channel or alternation failed.
-    #[error(transparent)]
-    Csp(#[from] braid::csp::Error),
     /// A braid-async primitive failed.
     #[error(transparent)]
     Async(#[from] braid::asyncio::Error),
     /// A tokio runtime could not be started.
     #[error("cannot start a tokio runtime: {0}")]
     Runtime(std::io::Error),
+    /// A braid-csp process, channel or alternation failed.
+    #[error(transparent)]
+    Csp(#[from] braid::csp::Error),
+    /// A braid-proc process, pool, pipe, queue or manager failed.
+    #[error(transparent)]
+    Proc(#[from] braid::proc::Error),
 }
 
 /// A family of cases and the Python script that mirrors them.

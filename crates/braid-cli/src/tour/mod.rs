@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 mod r#async;
 mod csp;
 mod gpu;
+mod proc;
 mod threads;
 
 /// One recipe of the tour: a family, what it shows, and a run that returns a summary of what
@@ -36,6 +37,16 @@ fn recipes() -> Vec<Recipe> {
             run: threads::run,
         },
         Recipe {
+            family: "proc",
+            shows: "a ProcessPool map, a Pipe ping-pong with a child process, a shared Value",
+            run: proc::run,
+        },
+        Recipe {
+            family: "csp",
+            shows: "a PyCSP-style network: fan-out, fair alternation, one poison shuts it down",
+            run: csp::run,
+        },
+        Recipe {
             family: "async",
             shows: "a TaskGroup of producers feeding an async Queue, consumers gathered, pool work awaited",
             run: r#async::run,
@@ -44,11 +55,6 @@ fn recipes() -> Vec<Recipe> {
             family: "gpu",
             shows: "a SAXPY ElementwiseKernel and a dot-product ReductionKernel on CUDA, else OpenCL",
             run: gpu::run,
-        },
-        Recipe {
-            family: "csp",
-            shows: "a PyCSP-style network: fan-out, fair alternation, one poison shuts it down",
-            run: csp::run,
         },
     ]
 }
