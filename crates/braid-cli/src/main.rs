@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod taskq_cmd;
 mod tour;
 
 use std::process::ExitCode;
@@ -22,6 +23,16 @@ enum Command {
     Tour,
     /// Measure braid against the Python original, side by side in one run.
     Bench(bench::BenchOptions),
+    /// Run a task-queue worker (Celery-compatible) for the tasks in this binary.
+    Worker(taskq_cmd::WorkerArgs),
+    /// Send a task to the task queue, by name, with JSON arguments.
+    Submit(taskq_cmd::SubmitArgs),
+    /// Read a task's state and result.
+    Result(taskq_cmd::ResultArgs),
+    /// Empty task queues.
+    Purge(taskq_cmd::PurgeArgs),
+    /// Ask the running task-queue workers (braid's and Celery's) what they are doing.
+    Inspect(taskq_cmd::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +53,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Worker(args) => taskq_cmd::worker(args),
+        Command::Submit(args) => taskq_cmd::submit(args),
+        Command::Result(args) => taskq_cmd::result(args),
+        Command::Purge(args) => taskq_cmd::purge(args),
+        Command::Inspect(args) => taskq_cmd::inspect(args),
         Command::Bench(options) => match bench::run(&options) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {

@@ -10,6 +10,7 @@
 //! | [`csp`] | `csp` | PyCSP: `@process`, `Channel`, poison/retire, `Alternation`, `Parallel`/`Sequence`/`Spawn`, remote channels |
 //! | [`gpu`] | `gpu` | PyCUDA (`SourceModule`, `GPUArray`, `ElementwiseKernel`, `ReductionKernel`), NumbaPro cuBLAS, PyOpenCL |
 //! | [`asyncio`] | `async` | `asyncio` (on tokio), `asyncio.wrap_future` / `run_in_executor` for every executor |
+//! | [`taskq`] | `taskq` | Celery: apps, tasks, workers, results, retries, chain/group/chord, on Redis with Celery's wire protocol |
 //!
 //! ```
 //! #[braid::task]
@@ -60,4 +61,10 @@ pub mod gpu {
 #[cfg(feature = "async")]
 pub mod asyncio {
     pub use braid_async::*;
+}
+
+/// A distributed task queue like Celery, wire-compatible with it on Redis.
+#[cfg(feature = "taskq")]
+pub mod taskq {
+    pub use braid_taskq::*;
 }

@@ -15,6 +15,7 @@ mod proc;
 mod python;
 mod report;
 mod stats;
+mod taskq;
 mod threads;
 
 use std::fs::File;
@@ -26,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{CaseResult, Scaling, Series};
 
 /// The suites `braid bench` knows; `all` runs every one of the others.
-pub const SUITES: &[&str] = &["threads", "proc", "async", "gpu", "csp", "all"];
+pub const SUITES: &[&str] = &["threads", "proc", "async", "gpu", "taskq", "csp", "all"];
 
 /// Every suite present, in the order `all` runs them. Keep in step with [`SUITES`].
 const SUITE_TABLE: &[&Suite] = &[
@@ -34,6 +35,7 @@ const SUITE_TABLE: &[&Suite] = &[
     &proc::SUITE,
     &r#async::SUITE,
     &gpu::SUITE,
+    &taskq::SUITE,
     &csp::SUITE,
 ];
 

@@ -6,6 +6,7 @@ mod r#async;
 mod csp;
 mod gpu;
 mod proc;
+mod taskq;
 mod threads;
 
 /// One recipe of the tour: a family, what it shows, and a run that returns a summary of what
@@ -55,6 +56,11 @@ fn recipes() -> Vec<Recipe> {
             family: "gpu",
             shows: "a SAXPY ElementwiseKernel and a dot-product ReductionKernel on CUDA, else OpenCL",
             run: gpu::run,
+        },
+        Recipe {
+            family: "taskq",
+            shows: "a Celery-style worker on the in-memory broker: 1000 calls, a failure, a retry, a chord",
+            run: taskq::run,
         },
     ]
 }

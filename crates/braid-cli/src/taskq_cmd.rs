@@ -1,0 +1,548 @@
+//! The task-queue commands: `braid worker`, `submit`, `result`, `purge`, `inspect`, and the
+//! demo tasks every `braid` binary carries under Celery's names (`tasks.add`, ...).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use braid::taskq::{App, CallOptions, Error, Worker};
+use serde_json::{Value, json};
+
+/// The broker when none is given: a local Redis.
+const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379/0";
+
+/// Where to find the broker and backend.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The broker URL (redis://host:port/db, sqlite:///path.db, memory://NAME); default
+    /// $BRAID_BROKER, else
+    /// redis://127.0.0.1:6379/0.
+    #[arg(long, short = 'b', value_name = "URL")]
+    pub broker: Option<String>,
+    /// The result backend URL; default $BRAID_RESULT_BACKEND, else the broker's URL.
+    #[arg(long, value_name = "URL")]
+    pub result_backend: Option<String>,
+}
+
+impl Connection {
+    fn app(&self) -> Result<App, Error> {
+        let broker = self
+            .broker
+            .clone()
+            .or_else(|| std::env::var("BRAID_BROKER").ok())
+            .unwrap_or_else(|| DEFAULT_BROKER.to_string());
+        let backend = self
+            .result_backend
+            .clone()
+            .or_else(|| std::env::var("BRAID_RESULT_BACKEND").ok())
+            .unwrap_or_else(|| broker.clone());
+        App::new(&broker, Some(&backend))
+    }
+}
+
+/// `braid worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Queues to consume, comma separated.
+    #[arg(long, short = 'Q', value_delimiter = ',', default_value = "celery")]
+    queues: Vec<String>,
+    /// How many tasks run at once (default: the number of CPUs).
+    #[arg(long, short = 'c')]
+    concurrency: Option<usize>,
+    /// How many messages the worker may hold at once (default: 4 x concurrency).
+    #[arg(long)]
+    prefetch: Option<usize>,
+    /// The worker's node name.
+    #[arg(long, short = 'n')]
+    hostname: Option<String>,
+}
+
+/// `braid submit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The task's name, e.g. tasks.add.
+    task: String,
+    /// Arguments: each is read as JSON (2, 1.5, "text", [1,2], {"a":1}), else taken as text.
+    #[arg(allow_negative_numbers = true)]
+    args: Vec<String>,
+    /// Keyword arguments, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    kwargs: Option<String>,
+    /// The queue to send to.
+    #[arg(long, short = 'Q')]
+    queue: Option<String>,
+    /// Seconds to wait before running.
+    #[arg(long)]
+    countdown: Option<f64>,
+    /// Seconds after which the call is revoked if not started.
+    #[arg(long)]
+    expires: Option<f64>,
+    /// Priority 0-9 (lower runs first on Redis).
+    #[arg(long)]
+    priority: Option<u8>,
+    /// Wait for the result and print it.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
+
+/// `braid result`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The task id.
+    id: String,
+    /// Wait until the task has finished.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
+
+/// `braid purge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Queues to empty, comma separated.
+    #[arg(long, short = 'Q', value_delimiter = ',', default_value = "celery")]
+    queues: Vec<String>,
+}
+
+/// What `braid inspect` asks the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectCommand {
+    /// Whether they answer.
+    Ping,
+    /// The tasks they are running.
+    Active,
+    /// The tasks they hold, not yet started.
+    Reserved,
+    /// Their counters and settings.
+    Stats,
+    /// The tasks they can run.
+    Registered,
+}
+
+/// `braid inspect`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// What to ask.
+    command: InspectCommand,
+    /// How long to wait for replies, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration, String> {
+    if s.is_finite() && s >= 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("{what} must be a number of seconds, not {s}"))
+    }
+}
+
+/// A command-line argument as JSON, or as text when it is not JSON.
+fn parse_arg(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// Runs `braid worker` until Ctrl-C, SIGTERM or a remote `shutdown`: a warm shutdown;
+/// a second signal exits at once (held messages return after the visibility timeout).
+pub fn worker(args: WorkerArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let mut builder = Worker::builder(&app).queues(args.queues.clone());
+    if let Some(c) = args.concurrency {
+        builder = builder.concurrency(c);
+    }
+    if let Some(p) = args.prefetch {
+        builder = builder.prefetch(p);
+    }
+    if let Some(h) = args.hostname {
+        builder = builder.hostname(h);
+    }
+    let worker = match builder.start() {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    println!(
+        "braid worker {} ready: broker {}, queues {}, tasks: {}",
+        worker.hostname(),
+        app.broker_url(),
+        worker.queues().join(","),
+        braid::tasks()
+            .iter()
+            .map(|t| t.name())
+            .filter(|n| !n.starts_with("braid."))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // Ctrl-C or SIGTERM: warm shutdown; a second one: exit at once.
+    let (signalled, signal) = std::sync::mpsc::channel();
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match watcher {
+        Ok(rt) => {
+            std::thread::spawn(move || {
+                rt.block_on(async {
+                    wait_signal().await;
+                    if signalled.send(()).is_err() {
+                        return;
+                    }
+                    wait_signal().await;
+                    eprintln!(
+                        "worker: cold shutdown; held messages return after the visibility timeout"
+                    );
+                    std::process::exit(130);
+                });
+            });
+        }
+        Err(e) => eprintln!("cannot watch signals: {e}"),
+    }
+    loop {
+        if worker.wait_for_shutdown_request(Duration::from_millis(200)) {
+            println!("worker: remote shutdown");
+            break;
+        }
+        if signal.try_recv().is_ok() {
+            println!("worker: warm shutdown (press Ctrl-C again to exit at once)");
+            break;
+        }
+    }
+    let stats = worker.stats();
+    worker.shutdown();
+    println!(
+        "worker: stopped after {} tasks ({} succeeded, {} failed, {} retried, {} revoked, {} dead-lettered)",
+        stats.processed,
+        stats.succeeded,
+        stats.failed,
+        stats.retried,
+        stats.revoked,
+        stats.dead_lettered
+    );
+    ExitCode::SUCCESS
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            eprintln!("cannot watch SIGTERM: {e}");
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                eprintln!("cannot watch Ctrl-C: {e}");
+            }
+            return;
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if let Err(e) = r {
+                eprintln!("cannot watch Ctrl-C: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+        _ = term.recv() => {}
+    }
+}
+
+/// `braid submit`: sends a task and prints its id (and its result with `--wait`).
+pub fn submit(args: SubmitArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let mut options = CallOptions::new();
+    if let Some(kwargs) = &args.kwargs {
+        match serde_json::from_str::<Value>(kwargs) {
+            Ok(Value::Object(map)) => {
+                for (k, v) in map {
+                    options = options.kwarg(&k, v);
+                }
+            }
+            _ => return fail("--kwargs must be a JSON object"),
+        }
+    }
+    if let Some(q) = &args.queue {
+        options = options.queue(q);
+    }
+    if let Some(p) = args.priority {
+        options = options.priority(p);
+    }
+    match args
+        .countdown
+        .map(|s| seconds(s, "--countdown"))
+        .transpose()
+    {
+        Ok(Some(d)) => options = options.countdown(d),
+        Ok(None) => {}
+        Err(e) => return fail(e),
+    }
+    match args.expires.map(|s| seconds(s, "--expires")).transpose() {
+        Ok(Some(d)) => options = options.expires_in(d),
+        Ok(None) => {}
+        Err(e) => return fail(e),
+    }
+    let call_args: Vec<Value> = args.args.iter().map(|a| parse_arg(a)).collect();
+    let result = match app.send_task(&args.task, call_args, options) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    println!("{}", result.id());
+    if !args.wait {
+        return ExitCode::SUCCESS;
+    }
+    let timeout = match seconds(args.timeout, "--timeout") {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    print_outcome(result.get(timeout))
+}
+
+fn print_outcome(outcome: Result<Value, Error>) -> ExitCode {
+    match outcome {
+        Ok(value) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Err(Error::Task(failure)) => {
+            println!(
+                "FAILURE {}: {}",
+                failure.exception.qualified_type(),
+                failure.message()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `braid result`: prints a task's state, and its value or error when it has finished.
+pub fn result(args: ResultArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let result = app.result(args.id);
+    if args.wait {
+        let timeout = match seconds(args.timeout, "--timeout") {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        return print_outcome(result.get(timeout));
+    }
+    match result.state() {
+        Ok(state) if state.is_ready() => {
+            println!("{state}");
+            print_outcome(result.get(Duration::ZERO))
+        }
+        Ok(state) => {
+            println!("{state}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `braid purge`: empties queues and prints how many messages went.
+pub fn purge(args: PurgeArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let mut total = 0;
+    for queue in &args.queues {
+        match app.purge(queue) {
+            Ok(n) => total += n,
+            Err(e) => return fail(e),
+        }
+    }
+    println!(
+        "purged {total} message{} from {}",
+        if total == 1 { "" } else { "s" },
+        args.queues.join(",")
+    );
+    ExitCode::SUCCESS
+}
+
+/// `braid inspect`: asks every worker (braid's and Celery's) and prints the replies.
+pub fn inspect(args: InspectArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let timeout = match seconds(args.timeout, "--timeout") {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let method = match args.command {
+        InspectCommand::Ping => "ping",
+        InspectCommand::Active => "active",
+        InspectCommand::Reserved => "reserved",
+        InspectCommand::Stats => "stats",
+        InspectCommand::Registered => "registered",
+    };
+    let replies = match app.control(method, json!({}), timeout, None) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if replies.is_empty() {
+        eprintln!("error: no worker replied within {timeout:?}");
+        return ExitCode::FAILURE;
+    }
+    for reply in replies {
+        if let Value::Object(map) = reply {
+            for (worker, answer) in map {
+                println!("{worker}: {answer}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) use tasks::noop;
+
+/// The demo tasks under Celery's names.
+mod tasks {
+    use serde_json::Value;
+
+    /// The error `tasks.fail` raises; a Python client sees an exception named `TaskFailed`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    pub struct TaskFailed(pub String);
+
+    fn number(v: &Value) -> Result<f64, TaskFailed> {
+        v.as_f64()
+            .ok_or_else(|| TaskFailed(format!("not a number: {v}")))
+    }
+
+    fn both_ints(x: &Value, y: &Value) -> Option<(i64, i64)> {
+        Some((x.as_i64()?, y.as_i64()?))
+    }
+
+    /// `x + y` for numbers (integers stay integers), text and lists, as Python's `+`.
+    #[braid::task(name = "tasks.add")]
+    fn add(x: Value, y: Value) -> Result<Value, TaskFailed> {
+        if let Some((a, b)) = both_ints(&x, &y)
+            && let Some(sum) = a.checked_add(b)
+        {
+            return Ok(sum.into());
+        }
+        match (x, y) {
+            (Value::String(a), Value::String(b)) => Ok(Value::String(a + &b)),
+            (Value::Array(mut a), Value::Array(b)) => {
+                a.extend(b);
+                Ok(Value::Array(a))
+            }
+            (a, b) => Ok((number(&a)? + number(&b)?).into()),
+        }
+    }
+
+    /// `x * y` for numbers.
+    #[braid::task(name = "tasks.mul")]
+    fn mul(x: Value, y: Value) -> Result<Value, TaskFailed> {
+        if let Some((a, b)) = both_ints(&x, &y)
+            && let Some(product) = a.checked_mul(b)
+        {
+            return Ok(product.into());
+        }
+        Ok((number(&x)? * number(&y)?).into())
+    }
+
+    /// The sum of a list of numbers.
+    #[braid::task(name = "tasks.xsum")]
+    fn xsum(numbers: Vec<Value>) -> Result<Value, TaskFailed> {
+        if let Some(ints) = numbers
+            .iter()
+            .map(Value::as_i64)
+            .collect::<Option<Vec<i64>>>()
+        {
+            return Ok(ints.iter().sum::<i64>().into());
+        }
+        let mut total = 0.0;
+        for n in &numbers {
+            total += number(n)?;
+        }
+        Ok(total.into())
+    }
+
+    /// Does nothing (for measuring the queue itself).
+    #[braid::task(name = "tasks.noop")]
+    pub(crate) fn noop() {}
+
+    /// Sleeps for `seconds` and returns them.
+    #[braid::task(name = "tasks.sleep")]
+    fn sleep(seconds: f64) -> Result<f64, TaskFailed> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(TaskFailed(format!("cannot sleep {seconds} seconds")));
+        }
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+        Ok(seconds)
+    }
+
+    /// Fails with the given message.
+    #[braid::task(name = "tasks.fail")]
+    fn fail(message: String) -> Result<(), TaskFailed> {
+        Err(TaskFailed(message))
+    }
+
+    /// The book's recipe task (`addTask.py`): `add(x, y)`.
+    #[braid::task(name = "addTask.add")]
+    fn book_add(x: Value, y: Value) -> Result<Value, TaskFailed> {
+        add(x, y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_tasks_behave_like_pythons() {
+        let call = |name: &str, args: &str| {
+            braid::call(name, braid::Codec::Json, args.as_bytes())
+                .map(|out| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(call("tasks.add", "[2, 3]").unwrap(), "5");
+        assert_eq!(call("tasks.add", "[2, 0.5]").unwrap(), "2.5");
+        assert_eq!(call("tasks.add", r#"["a", "b"]"#).unwrap(), r#""ab""#);
+        assert_eq!(call("tasks.mul", "[6, 7]").unwrap(), "42");
+        assert_eq!(call("tasks.xsum", "[[1, 2, 3]]").unwrap(), "6");
+        assert_eq!(call("tasks.xsum", "[[1, 2.5]]").unwrap(), "3.5");
+        assert_eq!(call("tasks.noop", "[]").unwrap(), "null");
+        assert_eq!(call("tasks.sleep", "[0.001]").unwrap(), "0.001");
+        assert_eq!(call("addTask.add", "[5, 5]").unwrap(), "10");
+        let err = call("tasks.fail", r#"["boom"]"#).unwrap_err();
+        assert!(
+            matches!(&err, braid::Error::Task(t) if t.message == "boom" && t.error_type.ends_with("TaskFailed")),
+            "{err:?}"
+        );
+        assert!(call("tasks.add", r#"[1, null]"#).is_err());
+    }
+
+    #[test]
+    fn arguments_are_json_or_text() {
+        assert_eq!(parse_arg("2"), json!(2));
+        assert_eq!(parse_arg("[1,2]"), json!([1, 2]));
+        assert_eq!(parse_arg("boom"), json!("boom"));
+        assert_eq!(parse_arg("\"2\""), json!("2"));
+    }
+}
