@@ -5,6 +5,7 @@
 //! Pools have two worker processes (as in the Python baselines) and are started, and
 //! warmed, before the clock runs.
 
+use super::threads::{count_part, primes_below};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -270,62 +271,6 @@ fn process_start(n: u64) -> Result<f64, CaseError> {
     Ok(per(start.elapsed(), n, 1e-3))
 }
 
-/// Numbers are handed out in blocks of this many, round-robin over the parts, so that
-/// every part gets as many large (slow to test) numbers as small ones.
-const BLOCK: u64 = 1000;
-
-/// Primality by trial division by 2 and the odd numbers up to √x: the same algorithm,
-/// step for step, as `is_prime` in `bench/python/proc.py` (and `threads`).
-fn is_prime(x: u64) -> bool {
-    if x < 2 {
-        return false;
-    }
-    if x < 4 {
-        return true;
-    }
-    if x.is_multiple_of(2) {
-        return false;
-    }
-    let mut d = 3;
-    while d * d <= x {
-        if x.is_multiple_of(d) {
-            return false;
-        }
-        d += 2;
-    }
-    true
-}
-
-/// The primes below `n` in part `k` of `parts`: blocks k, k + parts, k + 2 parts, ...
-fn count_part(n: u64, parts: u64, k: u64) -> u64 {
-    let mut count = 0;
-    let mut block = k;
-    while block * BLOCK < n {
-        let end = ((block + 1) * BLOCK).min(n);
-        count += (block * BLOCK..end).filter(|x| is_prime(*x)).count() as u64;
-        block += parts;
-    }
-    count
-}
-
-/// How many primes are below `n`, by the sieve of Eratosthenes: an independent check.
-fn primes_below(n: u64) -> u64 {
-    let n = n as usize;
-    let mut composite = vec![false; n];
-    let mut count = 0;
-    for i in 2..n {
-        if !composite[i] {
-            count += 1;
-            let mut multiple = i * i;
-            while multiple < n {
-                composite[multiple] = true;
-                multiple += i;
-            }
-        }
-    }
-    count
-}
-
 /// Seconds to count the primes below `n` in p parts on a ProcessPool of p processes
 /// (Python: `Pool(p).starmap(count_part, ..., chunksize=1)`); every count is checked.
 fn cpu_scaling(n: u64, p: usize, repeats: usize) -> Result<Vec<f64>, CaseError> {
@@ -350,19 +295,4 @@ fn cpu_scaling(n: u64, p: usize, repeats: usize) -> Result<Vec<f64>, CaseError> 
         wrong_count("the prime count", total, expected)?;
     }
     Ok(times)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trial_division_agrees_with_the_sieve() {
-        for n in [0, 10, 1001, 20_000] {
-            let by_division = (0..n).filter(|x| is_prime(*x)).count() as u64;
-            assert_eq!(by_division, primes_below(n), "n = {n}");
-            let split: u64 = (0..3).map(|k| count_part(n, 3, k)).sum();
-            assert_eq!(split, by_division, "n = {n}");
-        }
-    }
 }

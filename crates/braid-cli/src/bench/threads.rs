@@ -277,8 +277,8 @@ fn condition_wakeup(n: u64) -> Result<f64, CaseError> {
 const BLOCK: u64 = 1000;
 
 /// Primality by trial division by 2 and the odd numbers up to √x: the same algorithm,
-/// step for step, as `is_prime` in `bench/python/threads.py` (`is_multiple_of` is `%`).
-fn is_prime(x: u64) -> bool {
+/// step for step, as `is_prime` in `bench/python/threads.py` (and `proc.py`; the `proc` suite uses these too) (`is_multiple_of` is `%`).
+pub(super) fn is_prime(x: u64) -> bool {
     if x < 2 {
         return false;
     }
@@ -299,7 +299,7 @@ fn is_prime(x: u64) -> bool {
 }
 
 /// The primes below `n` in part `k` of `parts`: blocks k, k + parts, k + 2 parts, ...
-fn count_part(n: u64, parts: u64, k: u64) -> u64 {
+pub(super) fn count_part(n: u64, parts: u64, k: u64) -> u64 {
     let mut count = 0;
     let mut block = k;
     while block * BLOCK < n {
@@ -312,7 +312,7 @@ fn count_part(n: u64, parts: u64, k: u64) -> u64 {
 
 /// How many primes are below `n`, by the sieve of Eratosthenes: an independent check of
 /// what the trial division computes, on either side.
-fn primes_below(n: u64) -> u64 {
+pub(super) fn primes_below(n: u64) -> u64 {
     let n = n as usize;
     let mut composite = vec![false; n];
     let mut count = 0;
