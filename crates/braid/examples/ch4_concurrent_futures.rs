@@ -18,15 +18,15 @@
 //! ```
 //!
 //! In Python the thread pool is no faster than the sequential loop (the GIL); here the
-//! threads run the jobs in parallel. The book's third variant, the process pool, is
-//! braid-proc's `ProcessPool`, which was not yet in the tree when this example was
-//! written; any braid `Executor` runs the same registered task, so it is a one-line change.
+//! threads run the jobs in parallel. The book's third variant runs the same registered
+//! task on braid-proc's `ProcessPool`: any braid `Executor` runs a task by its name.
 //!
 //! Run: `cargo run --example ch4_concurrent_futures`
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use braid::proc::ProcessPool;
 use braid::sync::ThreadPool;
 use braid::{ExecutorExt, as_completed};
 
@@ -74,14 +74,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Thread pool map, in input order: {:?}",
         mapped.iter().map(|v| v / ITERATIONS).collect::<Vec<_>>()
     );
-    println!(
-        "(the process-pool variant: braid-proc's ProcessPool, an Executor like this pool, \
-         runs the same `count` task by name)"
-    );
 
-    if sequential != expected || threaded != expected || mapped.iter().sum::<u64>() != expected {
+    let processes = ProcessPool::new(5)?;
+    let start = Instant::now();
+    let handles = numbers
+        .iter()
+        .map(|&n| processes.submit(count::task(), (n,)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut in_processes = 0;
+    for done in as_completed(handles) {
+        in_processes += done?.result()?;
+    }
+    let t_processes = start.elapsed();
+    println!("Process pool execution in {t_processes:.2?} (5 processes)");
+    processes.close();
+    processes.join()?;
+
+    if sequential != expected
+        || threaded != expected
+        || in_processes != expected
+        || mapped.iter().sum::<u64>() != expected
+    {
         return Err(format!(
-            "sums differ: sequential {sequential}, threads {threaded}, expected {expected}"
+            "sums differ: sequential {sequential}, threads {threaded}, \
+             processes {in_processes}, expected {expected}"
         )
         .into());
     }
