@@ -32,9 +32,14 @@ except ImportError:  # the protocol's answer for a missing package
 REDIS = os.environ.get("BRAID_BENCH_REDIS", "redis://127.0.0.1:6379/13")
 PREFIX = os.environ.get("BRAID_BENCH_PREFIX") or f"braid-bench-py-{uuid.uuid4().hex}-"
 
-app = Celery("taskq", broker=REDIS, backend=REDIS)
+# The amqp_ cases put the queue on RabbitMQ ($BRAID_BENCH_AMQP); main() sets
+# BRAID_BENCH_TRANSPORT=amqp and starts again, so the worker it starts uses it too.
+AMQP = os.environ.get("BRAID_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+ON_AMQP = os.environ.get("BRAID_BENCH_TRANSPORT") == "amqp"
+
+app = Celery("taskq", broker=AMQP if ON_AMQP else REDIS, backend=REDIS)
 app.conf.update(
-    broker_transport_options={"global_keyprefix": PREFIX},
+    broker_transport_options={} if ON_AMQP else {"global_keyprefix": PREFIX},
     result_backend_transport_options={"global_keyprefix": PREFIX},
     result_expires=600,
     broker_connection_retry_on_startup=True,
@@ -104,6 +109,14 @@ def wait_all(results):
             time.sleep(0.01)
 
 
+def drop_queue(queue):
+    """On RabbitMQ, deletes a queue of this run once measured (Redis lists vanish when empty)."""
+    if ON_AMQP:
+        app.control.cancel_consumer(queue, reply=True)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+
+
 def drain(n, worker):
     """Tasks per second a worker runs from a full queue, results stored."""
     queue = f"drain-{uuid.uuid4().hex}"
@@ -111,7 +124,9 @@ def drain(n, worker):
     start = time.perf_counter()
     worker.consume(queue)
     wait_all(results)
-    return n / (time.perf_counter() - start)
+    rate = n / (time.perf_counter() - start)
+    drop_queue(queue)
+    return rate
 
 
 def end_to_end(n, worker):
@@ -133,7 +148,9 @@ def roundtrip(n, worker):
     start = time.perf_counter()
     for _ in range(n):
         noop.apply_async(queue=queue).get(timeout=60)
-    return (time.perf_counter() - start) / n * 1e6
+    elapsed = time.perf_counter() - start
+    drop_queue(queue)
+    return elapsed / n * 1e6
 
 
 CASES = {
@@ -141,6 +158,8 @@ CASES = {
     "worker_noop": (drain, "tasks/s"),
     "end_to_end_noop": (end_to_end, "tasks/s"),
     "delay_get_roundtrip": (roundtrip, "us"),
+    "amqp_worker_noop": (drain, "tasks/s"),
+    "amqp_delay_get_roundtrip": (roundtrip, "us"),
 }
 
 
@@ -153,10 +172,14 @@ def main():
     parser.add_argument("--workers", type=int)
     args = parser.parse_args()
     measure, unit = CASES[args.case]
+    if args.case.startswith("amqp_") and not ON_AMQP:
+        env = dict(os.environ, BRAID_BENCH_TRANSPORT="amqp", BRAID_BENCH_PREFIX=PREFIX)
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     try:
         app.connection_for_write().ensure_connection(max_retries=1)
     except Exception as exc:  # noqa: BLE001 - any connection failure means no Redis
-        print(json.dumps({"note": f"no Redis at {REDIS}: {exc}", "unit": unit}))
+        where = AMQP if ON_AMQP else REDIS
+        print(json.dumps({"note": f"no broker at {where}: {exc}", "unit": unit}))
         return
     worker = Worker()
     try:

@@ -2,6 +2,10 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod dmap_cmd;
+mod mapreduce_cmd;
+mod nameserver_cmd;
+mod run_cmd;
 mod taskq_cmd;
 mod tour;
 
@@ -33,6 +37,22 @@ enum Command {
     Purge(taskq_cmd::PurgeArgs),
     /// Ask the running task-queue workers (braid's and Celery's) what they are doing.
     Inspect(taskq_cmd::InspectArgs),
+    /// Run a program whose Dmap work goes to N local worker processes, or to workers on a broker (SCOOP's `python -m scoop -n N`).
+    Dmap(dmap_cmd::DmapArgs),
+    /// Tell the running task-queue workers what to do (revoke, rate_limit, pool_grow, ...).
+    Control(taskq_cmd::ControlArgs),
+    /// Send periodic tasks from a schedule file (Celery beat).
+    Beat(taskq_cmd::BeatArgs),
+    /// Print the task-queue workers' monitoring events (braid's and Celery's).
+    Events(taskq_cmd::EventsArgs),
+    /// Serve a live web dashboard of the task queue (like Flower).
+    Dashboard(taskq_cmd::DashboardArgs),
+    /// Run a built-in MapReduce job (Disco's word count) on local threads or task-queue workers.
+    Mapreduce(mapreduce_cmd::MapreduceArgs),
+    /// Run a name server for remote objects (Pyro's `python -m Pyro5.nameserver`).
+    Nameserver(nameserver_cmd::NameserverArgs),
+    /// Run N ranks of an MPI program on shared memory (mpi4py's `mpiexec -n N`).
+    Run(run_cmd::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +78,14 @@ fn main() -> ExitCode {
         Command::Result(args) => taskq_cmd::result(args),
         Command::Purge(args) => taskq_cmd::purge(args),
         Command::Inspect(args) => taskq_cmd::inspect(args),
+        Command::Dmap(args) => dmap_cmd::run(args),
+        Command::Control(args) => taskq_cmd::control(args),
+        Command::Beat(args) => taskq_cmd::beat(args),
+        Command::Events(args) => taskq_cmd::events(args),
+        Command::Dashboard(args) => taskq_cmd::dashboard(args),
+        Command::Mapreduce(args) => mapreduce_cmd::run(args),
+        Command::Nameserver(args) => nameserver_cmd::nameserver(args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Bench(options) => match bench::run(&options) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {

@@ -1,10 +1,11 @@
-//! The task-queue commands: `braid worker`, `submit`, `result`, `purge`, `inspect`, and the
-//! demo tasks every `braid` binary carries under Celery's names (`tasks.add`, ...).
+//! The task-queue commands: `braid worker`, `submit`, `result`, `purge`, `inspect`,
+//! `control`, `beat`, `events`, and the demo tasks every `braid` binary carries under
+//! Celery's names (`tasks.add`, ...).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use braid::taskq::{App, CallOptions, Error, Worker};
+use braid::taskq::{App, Beat, CallOptions, ClusterState, Error, EventReceiver, Worker};
 use serde_json::{Value, json};
 
 /// The broker when none is given: a local Redis.
@@ -56,6 +57,9 @@ pub struct WorkerArgs {
     /// The worker's node name.
     #[arg(long, short = 'n')]
     hostname: Option<String>,
+    /// Publish Celery's monitoring events (for Flower, `celery events`, `braid events`).
+    #[arg(long = "events", short = 'E')]
+    events: bool,
 }
 
 /// `braid submit`.
@@ -129,6 +133,13 @@ pub enum InspectCommand {
     Stats,
     /// The tasks they can run.
     Registered,
+    /// The tasks they hold with an ETA still to come.
+    Scheduled,
+    /// The task ids they know as revoked.
+    Revoked,
+    /// The queues they consume.
+    #[value(name = "active_queues", alias = "active-queues")]
+    ActiveQueues,
 }
 
 /// `braid inspect`.
@@ -141,6 +152,109 @@ pub struct InspectArgs {
     /// How long to wait for replies, in seconds.
     #[arg(long, default_value_t = 1.0)]
     timeout: f64,
+    /// Ask only these workers (comma separated node names).
+    #[arg(long, short = 'd', value_delimiter = ',')]
+    destination: Vec<String>,
+}
+
+/// What `braid control` tells the workers.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ControlCommand {
+    /// Revoke tasks: workers skip them; with --terminate a running one is ended too.
+    Revoke {
+        /// Task ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Also end the task if it is running.
+        #[arg(long)]
+        terminate: bool,
+    },
+    /// Set a task's rate limit on the workers (e.g. 10/s, 100/m; 0 turns it off).
+    #[command(name = "rate_limit", alias = "rate-limit")]
+    RateLimit {
+        /// The task's name.
+        task: String,
+        /// The new limit.
+        rate: String,
+    },
+    /// Add threads to the workers' pools.
+    #[command(name = "pool_grow", alias = "pool-grow")]
+    PoolGrow {
+        /// How many.
+        #[arg(default_value_t = 1)]
+        n: u64,
+    },
+    /// Retire threads from the workers' pools.
+    #[command(name = "pool_shrink", alias = "pool-shrink")]
+    PoolShrink {
+        /// How many.
+        #[arg(default_value_t = 1)]
+        n: u64,
+    },
+    /// Warm shutdown of the workers.
+    Shutdown,
+    /// Make the workers publish events.
+    #[command(name = "enable_events", alias = "enable-events")]
+    EnableEvents,
+    /// Make the workers stop publishing events.
+    #[command(name = "disable_events", alias = "disable-events")]
+    DisableEvents,
+}
+
+/// `braid control`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// What to tell them.
+    #[command(subcommand)]
+    command: ControlCommand,
+    /// How long to wait for replies, in seconds.
+    #[arg(long, default_value_t = 1.0, global = true)]
+    timeout: f64,
+    /// Tell only these workers (comma separated node names).
+    #[arg(long, short = 'd', value_delimiter = ',', global = true)]
+    destination: Vec<String>,
+}
+
+/// `braid beat`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BeatArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The schedule file (TOML or JSON); last runs are kept in NAME.state.json beside it.
+    #[arg(long, short = 's', value_name = "FILE")]
+    schedule: std::path::PathBuf,
+    /// How long the beat lock lasts without renewal: how soon a standby beat takes over.
+    #[arg(long, default_value_t = 15.0)]
+    lock_ttl: f64,
+}
+
+/// `braid events`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Stop after this many events (default: run until Ctrl-C).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Print a summary of workers and task states every this many seconds instead of
+    /// every event.
+    #[arg(long, value_name = "SECONDS")]
+    summary: Option<f64>,
+}
+
+/// `braid dashboard`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The port to serve on.
+    #[arg(long, short = 'p', default_value_t = 5555)]
+    port: u16,
+    /// The address to listen on (0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
 }
 
 fn fail(error: impl std::fmt::Display) -> ExitCode {
@@ -178,6 +292,7 @@ pub fn worker(args: WorkerArgs) -> ExitCode {
     if let Some(h) = args.hostname {
         builder = builder.hostname(h);
     }
+    builder = builder.events(args.events);
     let worker = match builder.start() {
         Ok(w) => w,
         Err(e) => return fail(e),
@@ -399,11 +514,20 @@ pub fn inspect(args: InspectArgs) -> ExitCode {
         InspectCommand::Reserved => "reserved",
         InspectCommand::Stats => "stats",
         InspectCommand::Registered => "registered",
+        InspectCommand::Scheduled => "scheduled",
+        InspectCommand::Revoked => "revoked",
+        InspectCommand::ActiveQueues => "active_queues",
     };
-    let replies = match app.control(method, json!({}), timeout, None) {
+    let destination = (!args.destination.is_empty()).then_some(args.destination);
+    let limit = destination.as_ref().map(Vec::len);
+    let replies = match app.control_to(method, json!({}), destination, timeout, limit) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    print_replies(replies, timeout)
+}
+
+fn print_replies(replies: Vec<Value>, timeout: Duration) -> ExitCode {
     if replies.is_empty() {
         eprintln!("error: no worker replied within {timeout:?}");
         return ExitCode::FAILURE;
@@ -415,6 +539,182 @@ pub fn inspect(args: InspectArgs) -> ExitCode {
             }
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// `braid control`: sends a remote-control command to the workers (braid's and Celery's)
+/// and prints their replies.
+pub fn control(args: ControlArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let timeout = match seconds(args.timeout, "--timeout") {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let (method, arguments) = match &args.command {
+        ControlCommand::Revoke { ids, terminate } => {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            // Recorded in the broker too, so workers started later skip them.
+            if let Err(e) = app.revoke(&refs, *terminate) {
+                return fail(e);
+            }
+            println!("revoked {}", ids.join(", "));
+            return ExitCode::SUCCESS;
+        }
+        ControlCommand::RateLimit { task, rate } => {
+            ("rate_limit", json!({"task_name": task, "rate_limit": rate}))
+        }
+        ControlCommand::PoolGrow { n } => ("pool_grow", json!({"n": n})),
+        ControlCommand::PoolShrink { n } => ("pool_shrink", json!({"n": n})),
+        ControlCommand::Shutdown => ("shutdown", json!({})),
+        ControlCommand::EnableEvents => ("enable_events", json!({})),
+        ControlCommand::DisableEvents => ("disable_events", json!({})),
+    };
+    let destination = (!args.destination.is_empty()).then_some(args.destination);
+    let limit = destination.as_ref().map(Vec::len);
+    match app.control_to(method, arguments, destination, timeout, limit) {
+        Ok(replies) => print_replies(replies, timeout),
+        Err(e) => fail(e),
+    }
+}
+
+/// `braid beat`: sends the schedule's entries when due until Ctrl-C or SIGTERM.
+pub fn beat(args: BeatArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let ttl = match seconds(args.lock_ttl, "--lock-ttl") {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let mut beat = match Beat::from_file(&app, &args.schedule) {
+        Ok(b) => b.lock_ttl(ttl),
+        Err(e) => return fail(e),
+    };
+    println!(
+        "braid beat: {} entries from {} on {}",
+        beat.entries().len(),
+        args.schedule.display(),
+        app.broker_url()
+    );
+    for entry in beat.entries() {
+        println!("  {} -> {} ({:?})", entry.name, entry.task, entry.schedule);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            std::thread::spawn(move || {
+                rt.block_on(wait_signal());
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            });
+        }
+        Err(e) => eprintln!("cannot watch signals: {e}"),
+    }
+    match beat.run(&stop) {
+        Ok(()) => {
+            println!("braid beat: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `braid events`: prints the events of every worker on the broker (braid's and Celery's
+/// with `-E`) as JSON lines, or a periodic summary.
+pub fn events(args: EventsArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let summary = match args.summary.map(|s| seconds(s, "--summary")).transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut receiver = match EventReceiver::new(&app) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    // Ask the workers for a heartbeat now, as Celery's receiver does on start.
+    if let Err(e) = app.control_to("heartbeat", json!({}), None, Duration::ZERO, None) {
+        eprintln!("warning: could not wake the workers up: {e}");
+    }
+    let mut state = ClusterState::new();
+    let mut seen = 0u64;
+    let mut last_summary = std::time::Instant::now();
+    loop {
+        if args.limit.is_some_and(|l| seen >= l) {
+            return ExitCode::SUCCESS;
+        }
+        match receiver.recv_timeout(Duration::from_millis(500)) {
+            Ok(Some(event)) => {
+                seen += 1;
+                state.event(&event);
+                if summary.is_none() {
+                    println!("{}", Value::Object(event.body().clone()));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return fail(e),
+        }
+        if let Some(every) = summary
+            && last_summary.elapsed() >= every
+        {
+            last_summary = std::time::Instant::now();
+            let mut workers: Vec<_> = state.workers().values().collect();
+            workers.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+            for w in workers {
+                println!(
+                    "worker {} {} active={} processed={} load={:?}",
+                    w.hostname,
+                    if w.alive() { "online" } else { "offline" },
+                    w.active,
+                    w.processed,
+                    w.loadavg
+                );
+            }
+            let mut counts: Vec<_> = state.counts().into_iter().collect();
+            counts.sort();
+            println!("tasks {counts:?}");
+        }
+    }
+}
+
+/// `braid dashboard`: serves the live web dashboard (like Flower) until Ctrl-C or SIGTERM.
+pub fn dashboard(args: DashboardArgs) -> ExitCode {
+    let app = match args.connection.app() {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let addr = std::net::SocketAddr::new(args.address, args.port);
+    let running = match braid::dashboard::spawn(&app, addr) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    println!(
+        "braid dashboard: http://{}/ (broker {}); Ctrl-C stops it",
+        running.addr(),
+        app.broker_url()
+    );
+    // Workers report themselves within a heartbeat; ask for one now.
+    if let Err(e) = app.control_to("heartbeat", json!({}), None, Duration::ZERO, None) {
+        eprintln!("warning: could not wake the workers up: {e}");
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(wait_signal()),
+        Err(e) => return fail(format!("cannot watch signals: {e}")),
+    }
+    running.shutdown();
+    println!("braid dashboard: stopped");
     ExitCode::SUCCESS
 }
 

@@ -31,11 +31,25 @@ pub(crate) struct AppConfig {
     pub serializer: Serializer,
     pub result_expires: Duration,
     pub origin: String,
+    /// Whether clients publish Celery's `task-sent` events.
+    pub send_sent_events: bool,
+    /// The Lamport clock of this app's `task-sent` events.
+    pub sent_clock: std::sync::atomic::AtomicU64,
     tasks: RwLock<HashMap<String, Arc<TaskOptions>>>,
     defaults: Arc<TaskOptions>,
 }
 
 impl AppConfig {
+    /// Changes the rate limit of `task` (remote `rate_limit`), keeping its other options.
+    pub(crate) fn set_rate_limit(&self, task: &str, limit: Option<crate::RateLimit>) {
+        let mut tasks = self.tasks.write();
+        let mut options = tasks
+            .get(task)
+            .map_or_else(|| (*self.defaults).clone(), |o| (**o).clone());
+        options.rate_limit = limit;
+        tasks.insert(task.to_string(), Arc::new(options));
+    }
+
     /// The options of `task` (its own, else the app's defaults).
     pub(crate) fn options(&self, task: &str) -> Arc<TaskOptions> {
         self.tasks
@@ -113,6 +127,7 @@ pub struct AppBuilder {
     defaults: TaskOptions,
     tasks: Vec<(String, TaskOptions)>,
     parallelism: usize,
+    send_sent_events: bool,
 }
 
 impl AppBuilder {
@@ -121,6 +136,13 @@ impl AppBuilder {
     /// number of CPUs here). `map` keeps twice this many chunks in flight.
     pub fn parallelism(mut self, n: usize) -> Self {
         self.parallelism = n.max(1);
+        self
+    }
+
+    /// Whether sending a task also publishes Celery's `task-sent` event (Celery's
+    /// `task_send_sent_event`; off by default). Costs one more broker round trip per send.
+    pub fn send_sent_events(mut self, on: bool) -> Self {
+        self.send_sent_events = on;
         self
     }
 
@@ -161,6 +183,7 @@ impl AppBuilder {
     pub fn build(self) -> Result<App> {
         let broker_url = Url::parse(&self.broker)?;
         let backend_url = self.backend.as_deref().map(Url::parse).transpose()?;
+        let (broker_url, backend_url) = crate::url::link(broker_url, backend_url);
         let host = std::env::var("HOSTNAME")
             .ok()
             .filter(|h| !h.is_empty())
@@ -174,6 +197,8 @@ impl AppBuilder {
             serializer: self.serializer,
             result_expires: self.result_expires,
             origin: format!("gen{}@{host}", std::process::id()),
+            send_sent_events: self.send_sent_events,
+            sent_clock: std::sync::atomic::AtomicU64::new(0),
             tasks: RwLock::new(
                 self.tasks
                     .into_iter()
@@ -220,6 +245,7 @@ impl App {
             defaults: TaskOptions::default(),
             tasks: Vec::new(),
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
+            send_sent_events: false,
         }
     }
 
@@ -348,7 +374,7 @@ impl App {
             messages.push(draft.outgoing(&config.origin)?);
         }
         let app = self.clone();
-        runtime::block_on(async move { app.broker().await?.publish(messages).await })??;
+        runtime::block_on(async move { app.publish(messages).await })??;
         Ok(ids
             .into_iter()
             .map(|id| AsyncResult::new(self.clone(), id))
@@ -359,7 +385,7 @@ impl App {
         let id = draft.task_id.clone();
         let outgoing = draft.outgoing(&self.inner.config.origin)?;
         let app = self.clone();
-        runtime::block_on(async move { app.broker().await?.publish(vec![outgoing]).await })??;
+        runtime::block_on(async move { app.publish(vec![outgoing]).await })??;
         Ok(id)
     }
 
@@ -417,7 +443,23 @@ impl App {
                 backend.set_chord_size(group_id, *size).await?;
             }
         }
-        self.broker().await?.publish(layout.messages).await
+        self.publish(layout.messages).await
+    }
+
+    /// Publishes task messages, and their `task-sent` events when the app sends them.
+    pub(crate) async fn publish(&self, messages: Vec<crate::broker::Outgoing>) -> Result<()> {
+        let broker = self.broker().await?;
+        let config = &self.inner.config;
+        let events = config
+            .send_sent_events
+            .then(|| crate::events::sent_events(&config.origin, &config.sent_clock, &messages));
+        broker.publish(messages).await?;
+        if let Some(events) = events
+            && let Err(e) = broker.publish_events(events).await
+        {
+            tracing::warn!(error = %e, "could not publish task-sent events");
+        }
+        Ok(())
     }
 
     /// The result of the task with id `id` (Celery's `app.AsyncResult(id)`).
@@ -490,18 +532,46 @@ impl App {
         timeout: Duration,
         limit: Option<usize>,
     ) -> Result<Vec<Value>> {
+        self.control_to(method, arguments, None, timeout, limit)
+    }
+
+    /// [`App::control`] for the workers named in `destination` only (all when `None`),
+    /// as Celery's `destination=[...]`. With a zero `timeout` the command is sent and no
+    /// reply is awaited.
+    ///
+    /// # Errors
+    /// A broker that cannot be reached.
+    pub fn control_to(
+        &self,
+        method: &str,
+        arguments: Value,
+        destination: Option<Vec<String>>,
+        timeout: Duration,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>> {
         let app = self.clone();
         let method = method.to_string();
         runtime::block_on(async move {
             let broker = app.broker().await?;
             let oid = uuid::Uuid::new_v4().to_string();
             let ticket = uuid::Uuid::new_v4().to_string();
+            if timeout.is_zero() {
+                return broker
+                    .broadcast(broker::control_command(
+                        &method,
+                        arguments,
+                        destination,
+                        None,
+                    ))
+                    .await
+                    .map(|()| Vec::new());
+            }
             broker.declare_reply_queue(&oid).await?;
             broker
                 .broadcast(broker::control_command(
                     &method,
                     arguments,
-                    None,
+                    destination,
                     Some((&oid, &ticket)),
                 ))
                 .await?;
@@ -581,7 +651,7 @@ impl braid_core::Executor for App {
         let app = self.clone();
         runtime::client()?.spawn(async move {
             let outcome = async {
-                app.broker().await?.publish(vec![outgoing]).await?;
+                app.publish(vec![outgoing]).await?;
                 let meta = app.backend().await?.wait(&id, None).await?;
                 let meta = meta.ok_or_else(|| Error::Backend("no result".into()))?;
                 let value: Value = crate::result::outcome(&id, crate::result::decode_meta(&meta)?)?;

@@ -11,12 +11,17 @@
 //! | `chain`, `group`, `chord`, `task.map`, `task.starmap`, `task.chunks` | [`chain`], [`group`], [`chord`], [`Signature::map`], [`Signature::starmap`], [`Signature::chunks`] |
 //! | `celery worker -Q a,b -c N --prefetch-multiplier` | [`Worker::builder`] (and `braid worker`) |
 //! | `app.control.revoke`, `inspect ping/active/stats` | [`App::revoke`], [`App::control`] |
+//! | `celery beat` with `beat_schedule`, `crontab(...)` | [`Beat`], [`Entry`], [`Schedule`], [`Crontab`] |
+//! | `celery worker -E`, `app.events.Receiver`, `app.events.State` | [`WorkerBuilder::events`], [`EventReceiver`], [`ClusterState`] |
 //!
 //! Brokers and result backends: `memory://NAME` (in this process; the default for tests
 //! and `braid tour`), `sqlite:///path/file.db` (embedded and durable: a file that
-//! survives restarts, shared by the processes of one machine) and `redis://host:port/db`
-//! with kombu's exact layout, so Python Celery clients and workers share queues and
-//! results with braid ones. Messages are
+//! survives restarts, shared by the processes of one machine), `redis://host:port/db` and
+//! `amqp://user:pass@host:5672/vhost` (RabbitMQ) with kombu's exact layouts, so Python
+//! Celery clients and workers share queues and results with braid ones. Results may also
+//! go back over RabbitMQ (`rpc://`, Celery's rpc backend) or to PostgreSQL
+//! (`db+postgresql://user:pass@host/db`). Workers started with events on publish Celery's
+//! events ([`EventReceiver`], [`ClusterState`]); [`Beat`] sends periodic tasks. Messages are
 //! Celery's protocol version 2 (JSON, or msgpack); a failure is stored as Celery stores
 //! exceptions, so a Python `.get()` raises an exception named after the braid error type.
 //!
@@ -47,11 +52,13 @@
 
 mod app;
 mod backend;
+mod beat;
 mod broker;
 mod canvas;
 mod clock;
 mod context;
 mod error;
+mod events;
 mod failure;
 mod message;
 mod options;
@@ -65,9 +72,14 @@ mod url;
 mod worker;
 
 pub use app::{App, AppBuilder};
+pub use beat::{
+    BEAT_LOCK, Beat, BeatError, Crontab, Entry, RunRecord, Schedule, Tick, load_entries,
+    parse_entries, store_path_for,
+};
 pub use canvas::{Signature, chain, chord, group};
 pub use context::{Retry, SoftTimeLimitExceeded, TaskContext, current, retry};
 pub use error::{Error, Result};
+pub use events::{ClusterState, Event, EventReceiver, MAX_TASKS, TaskInfo, WorkerInfo};
 pub use failure::TaskFailure;
 pub use message::{DeliveryInfo, Embed, Headers, Properties, Salvage, Serializer, TaskMessage};
 pub use options::{CallOptions, Expires, RateLimit, TaskOptions};

@@ -27,6 +27,12 @@ use crate::{Error, Result, clock};
 /// How often a waiter looks at the database for work other processes added.
 const POLL: Duration = Duration::from_millis(50);
 
+/// How long events stay in the database for subscribers to read.
+const EVENTS_KEPT: f64 = 60.0;
+
+/// How many events a subscriber may have waiting before newer ones are dropped for it.
+const EVENT_BACKLOG: usize = 10_000;
+
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
@@ -45,6 +51,8 @@ CREATE TABLE IF NOT EXISTS braid_revoked (task_id TEXT PRIMARY KEY, at REAL NOT 
 CREATE TABLE IF NOT EXISTS braid_control (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS braid_replies (id INTEGER PRIMARY KEY AUTOINCREMENT, oid TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS braid_workers (hostname TEXT PRIMARY KEY, at REAL NOT NULL, beat TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS braid_events (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS braid_locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS braid_results (task_id TEXT PRIMARY KEY, meta BLOB NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS braid_chords (group_id TEXT PRIMARY KEY, size INTEGER, claimed INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS braid_chord_parts (
@@ -692,6 +700,109 @@ impl Broker for SqliteBroker {
                 .iter()
                 .filter_map(|b| serde_json::from_str(b).ok())
                 .collect())
+        })
+    }
+
+    fn publish_events(&self, events: Vec<(String, Value)>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let now = clock::epoch_seconds();
+            self.db
+                .with(move |conn| {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut insert = tx.prepare_cached(
+                            "INSERT INTO braid_events (body, at) VALUES (?1, ?2)",
+                        )?;
+                        for (_, body) in &events {
+                            insert.execute(params![body.to_string(), now])?;
+                        }
+                    }
+                    tx.execute(
+                        "DELETE FROM braid_events WHERE at < ?1",
+                        [now - EVENTS_KEPT],
+                    )?;
+                    tx.commit()
+                })
+                .await
+        })
+    }
+
+    fn subscribe_events(&self) -> BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<Value>>> {
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(EVENT_BACKLOG);
+            let db = self.db.clone();
+            let mut last: i64 = db
+                .with(|conn| {
+                    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM braid_events", [], |row| {
+                        row.get(0)
+                    })
+                })
+                .await?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => {}
+                        () = tx.closed() => return,
+                    }
+                    let since = last;
+                    let events = db
+                        .with(move |conn| {
+                            let mut select = conn.prepare_cached(
+                                "SELECT id, body FROM braid_events WHERE id > ?1 ORDER BY id LIMIT 10000",
+                            )?;
+                            let rows = select.query_map([since], |row| {
+                                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                            })?;
+                            rows.collect::<rusqlite::Result<Vec<_>>>()
+                        })
+                        .await;
+                    match events {
+                        Ok(events) => {
+                            for (id, body) in events {
+                                last = id;
+                                let Ok(body) = serde_json::from_str(&body) else {
+                                    continue;
+                                };
+                                // A subscriber that falls behind loses events.
+                                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                                    tx.try_send(body)
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading events failed"),
+                    }
+                }
+            });
+            Ok(rx)
+        })
+    }
+
+    fn lock<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let (name, owner) = (name.to_string(), owner.to_string());
+            let now = clock::epoch_seconds();
+            let until = now + ttl.as_secs_f64();
+            self.db
+                .with(move |conn| {
+                    let changed = conn.execute(
+                        "INSERT INTO braid_locks (name, owner, until) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                         WHERE braid_locks.owner = excluded.owner OR braid_locks.until <= ?4",
+                        params![name, owner, until, now],
+                    )?;
+                    Ok(changed == 1)
+                })
+                .await
         })
     }
 }

@@ -17,6 +17,247 @@ pub(crate) enum Url {
     /// `sqlite:///absolute/path.db` or `sqlite://relative/path.db`: a file that survives
     /// restarts, shared by the processes of one machine.
     Sqlite(SqliteUrl),
+    /// `amqp://user:pass@host:port/vhost` (also `pyamqp://`): RabbitMQ with kombu's layout.
+    Amqp(AmqpUrl),
+    /// `rpc://`: results sent as messages to the caller's reply queue on the AMQP broker
+    /// (Celery's rpc backend); `rpc://user:pass@host:port/vhost` names the broker.
+    Rpc(RpcUrl),
+    /// `db+postgresql://user:pass@host:port/db`: results in PostgreSQL tables.
+    Postgres(PostgresUrl),
+}
+
+/// A RabbitMQ URL and the transport options taken from its query.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AmqpUrl {
+    /// The URL given to the AMQP client (the vhost percent-encoded, braid's options removed).
+    pub connect: String,
+    /// The URL without the password, for logs.
+    pub display: String,
+    /// `x-max-priority` for the task queues braid declares (Celery's
+    /// `task_queue_max_priority`); none by default, as Celery.
+    pub max_priority: Option<u8>,
+    /// `x-expires` for the task queues braid declares (`?queue_expires=SECONDS`): a queue
+    /// unused that long is deleted with its messages. For short-lived queues (tests,
+    /// examples); a Python app must declare such a queue with the same argument.
+    pub queue_expires: Option<Duration>,
+    /// The reply queue (the client's oid) put in `reply_to` of messages sent without one,
+    /// when the result backend is `rpc://`.
+    pub reply_to: Option<String>,
+}
+
+/// The rpc result backend: where its broker is and the caller's reply queue.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RpcUrl {
+    /// The AMQP broker; `None` for plain `rpc://` until [`link`] gives it the app's broker.
+    pub amqp: Option<AmqpUrl>,
+    /// The caller's reply queue (Celery's `oid`).
+    pub oid: String,
+}
+
+/// A PostgreSQL result backend.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PostgresUrl {
+    /// The connection string given to the driver (`postgresql://...`).
+    pub connect: String,
+    /// The URL without the password, for logs.
+    pub display: String,
+}
+
+/// Ties a backend URL to the broker URL: plain `rpc://` uses the app's AMQP broker, and
+/// the broker then puts the rpc backend's reply queue in every message it sends. An
+/// `amqp://` result backend (what `braid worker --broker amqp://...` gets by default)
+/// means results sent back over that RabbitMQ, as `rpc://` does.
+pub(crate) fn link(broker: Url, backend: Option<Url>) -> (Url, Option<Url>) {
+    let backend = match backend {
+        Some(Url::Amqp(amqp)) => Some(Url::Rpc(RpcUrl {
+            amqp: Some(amqp),
+            oid: uuid::Uuid::new_v4().to_string(),
+        })),
+        other => other,
+    };
+    match (broker, backend) {
+        (Url::Amqp(mut amqp), Some(Url::Rpc(mut rpc))) => {
+            if rpc.amqp.is_none() {
+                rpc.amqp = Some(amqp.clone());
+            }
+            amqp.reply_to = Some(rpc.oid.clone());
+            (Url::Amqp(amqp), Some(Url::Rpc(rpc)))
+        }
+        (broker, backend) => (broker, backend),
+    }
+}
+
+/// Percent-decodes a URL part.
+fn percent_decode(text: &str) -> std::result::Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent escape in `{text}`"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{text}` is not UTF-8 once decoded"))
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The parts of `user:pass@host:port/path`.
+struct Authority {
+    user: Option<String>,
+    password: Option<String>,
+    host: String,
+    port: Option<u16>,
+    path: String,
+}
+
+fn authority(rest: &str) -> std::result::Result<Authority, String> {
+    let (auth, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (credentials, hostport) = match auth.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, auth),
+    };
+    let (user, password) = match credentials {
+        Some(c) => match c.split_once(':') {
+            Some((u, p)) => (Some(percent_decode(u)?), Some(percent_decode(p)?)),
+            None => (Some(percent_decode(c)?), None),
+        },
+        None => (None, None),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !hostport.ends_with(']') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("the port `{p}` is not a number"))?;
+            (h.to_string(), Some(port))
+        }
+        _ => (hostport.to_string(), None),
+    };
+    Ok(Authority {
+        user,
+        password,
+        host: if host.is_empty() {
+            "localhost".into()
+        } else {
+            host
+        },
+        port,
+        path: path.to_string(),
+    })
+}
+
+/// Parses the AMQP part of `amqp://`, `pyamqp://` and `rpc://` URLs.
+fn amqp_url(rest: &str) -> std::result::Result<AmqpUrl, String> {
+    let (base, query) = match rest.split_once('?') {
+        Some((base, query)) => (base, query),
+        None => (rest, ""),
+    };
+    let a = authority(base)?;
+    // kombu: `amqp://host//` is the vhost `/`, `amqp://host/name` is `name`, and no path
+    // at all is `/`.
+    let vhost = match a.path.as_str() {
+        "" | "/" => "/".to_string(),
+        path => percent_decode(&path[1..])?,
+    };
+    let mut max_priority = None;
+    let mut queue_expires = None;
+    let mut heartbeat = 10u32;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("queue_max_priority" | "x-max-priority", value)) => {
+                max_priority = Some(value.parse::<u8>().map_err(|_| {
+                    "queue_max_priority must be a number from 0 to 255".to_string()
+                })?);
+            }
+            Some(("queue_expires", value)) => {
+                let seconds: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 1.0 && *s < 2e6)
+                    .ok_or_else(|| "queue_expires must be seconds, at least 1".to_string())?;
+                queue_expires = Some(Duration::from_secs_f64(seconds));
+            }
+            Some(("heartbeat", value)) => {
+                heartbeat = value
+                    .parse()
+                    .map_err(|_| "heartbeat must be whole seconds".to_string())?;
+            }
+            _ => return Err(format!("unknown option `{pair}`")),
+        }
+    }
+    let user = a.user.unwrap_or_else(|| "guest".into());
+    let password = a.password.unwrap_or_else(|| "guest".into());
+    let port = a.port.unwrap_or(5672);
+    let vhost_part = percent_encode(&vhost);
+    Ok(AmqpUrl {
+        connect: format!(
+            "amqp://{}:{}@{}:{port}/{vhost_part}?heartbeat={heartbeat}",
+            percent_encode(&user),
+            percent_encode(&password),
+            a.host
+        ),
+        display: format!("amqp://{user}@{}:{port}/{vhost_part}", a.host),
+        max_priority,
+        queue_expires,
+        reply_to: None,
+    })
+}
+
+fn postgres_url(rest: &str) -> std::result::Result<PostgresUrl, String> {
+    let (base, query) = match rest.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (rest, None),
+    };
+    let a = authority(base)?;
+    let db = a.path.trim_start_matches('/');
+    if db.is_empty() {
+        return Err("expected db+postgresql://user:pass@host:port/database".into());
+    }
+    let mut connect = String::from("postgresql://");
+    let mut display = String::from("postgresql://");
+    if let Some(user) = &a.user {
+        connect.push_str(&percent_encode(user));
+        display.push_str(&percent_encode(user));
+        if let Some(password) = &a.password {
+            connect.push(':');
+            connect.push_str(&percent_encode(password));
+        }
+        connect.push('@');
+        display.push('@');
+    }
+    let hostport = match a.port {
+        Some(port) => format!("{}:{port}", a.host),
+        None => a.host.clone(),
+    };
+    connect.push_str(&format!("{hostport}/{db}"));
+    display.push_str(&format!("{hostport}/{db}"));
+    if let Some(query) = query {
+        connect.push('?');
+        connect.push_str(query);
+    }
+    Ok(PostgresUrl { connect, display })
 }
 
 /// An SQLite database file and its options.
@@ -129,11 +370,32 @@ impl Url {
                     visibility_timeout,
                 }))
             }
-            "amqp" | "pyamqp" => Err(bad(
-                "RabbitMQ is not supported yet; use redis:// (or memory:// in one process)",
-            )),
+            "amqp" | "pyamqp" | "librabbitmq" => {
+                Ok(Url::Amqp(amqp_url(rest).map_err(|r| bad(&r))?))
+            }
+            "amqps" => Err(bad("TLS (amqps://) is not supported yet; use amqp://")),
+            "rpc" => {
+                let amqp = if rest.trim_matches('/').is_empty() {
+                    None
+                } else {
+                    Some(amqp_url(rest).map_err(|r| bad(&r))?)
+                };
+                Ok(Url::Rpc(RpcUrl {
+                    amqp,
+                    oid: uuid::Uuid::new_v4().to_string(),
+                }))
+            }
+            "db+postgresql"
+            | "db+postgres"
+            | "postgresql"
+            | "postgres"
+            | "db+postgresql+psycopg2"
+            | "db+postgresql+psycopg" => {
+                Ok(Url::Postgres(postgres_url(rest).map_err(|r| bad(&r))?))
+            }
             other => Err(bad(&format!(
-                "unknown scheme `{other}`; expected redis://, sqlite:// or memory://"
+                "unknown scheme `{other}`; expected redis://, amqp://, sqlite://, memory:// \
+                 (or, for results, rpc:// and db+postgresql://)"
             ))),
         }
     }
@@ -186,9 +448,80 @@ mod tests {
             "ftp://x",
             "redis://h/notanumber",
             "redis://h/0?visibility_timeout=-1",
-            "amqp://guest@localhost//",
+            "amqps://guest@localhost//",
+            "amqp://h:notaport//",
+            "amqp://h//?nope=1",
+            "db+postgresql://u@h",
         ] {
             assert!(matches!(Url::parse(bad), Err(Error::Url { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn amqp_urls_follow_kombu() {
+        let Url::Amqp(a) = Url::parse("amqp://guest:guest@localhost:5672//").unwrap() else {
+            panic!("not amqp")
+        };
+        assert_eq!(
+            a.connect,
+            "amqp://guest:guest@localhost:5672/%2F?heartbeat=10"
+        );
+        assert_eq!(a.max_priority, None);
+        let Url::Amqp(a) =
+            Url::parse("pyamqp://u:p%40ss@rabbit/prod?queue_max_priority=10").unwrap()
+        else {
+            panic!("not amqp")
+        };
+        assert_eq!(a.connect, "amqp://u:p%40ss@rabbit:5672/prod?heartbeat=10");
+        assert_eq!(a.display, "amqp://u@rabbit:5672/prod");
+        assert_eq!(a.max_priority, Some(10));
+        let Url::Amqp(a) = Url::parse("amqp://h//?queue_expires=60").unwrap() else {
+            panic!("not amqp")
+        };
+        assert_eq!(a.queue_expires, Some(Duration::from_secs(60)));
+        assert!(Url::parse("amqp://h//?queue_expires=0").is_err());
+        let Url::Amqp(a) = Url::parse("amqp://").unwrap() else {
+            panic!("not amqp")
+        };
+        assert_eq!(
+            a.connect,
+            "amqp://guest:guest@localhost:5672/%2F?heartbeat=10"
+        );
+    }
+
+    #[test]
+    fn rpc_links_to_the_broker() {
+        let broker = Url::parse("amqp://h//").unwrap();
+        let backend = Url::parse("rpc://").unwrap();
+        let (Url::Amqp(amqp), Some(Url::Rpc(rpc))) = link(broker, Some(backend)) else {
+            panic!("not linked")
+        };
+        assert_eq!(amqp.reply_to.as_deref(), Some(rpc.oid.as_str()));
+        assert_eq!(rpc.amqp.unwrap().connect, amqp.connect);
+        let (Url::Redis(_), Some(Url::Rpc(rpc))) = link(
+            Url::parse("redis://h").unwrap(),
+            Some(Url::parse("rpc://u:p@other:5673//").unwrap()),
+        ) else {
+            panic!("changed")
+        };
+        assert!(rpc.amqp.unwrap().connect.contains("other:5673"));
+        // An amqp:// backend (the CLI's default: the broker's URL) is rpc over it.
+        let (Url::Amqp(amqp), Some(Url::Rpc(rpc))) = link(
+            Url::parse("amqp://h//").unwrap(),
+            Some(Url::parse("amqp://h//").unwrap()),
+        ) else {
+            panic!("not linked")
+        };
+        assert_eq!(amqp.reply_to.as_deref(), Some(rpc.oid.as_str()));
+    }
+
+    #[test]
+    fn postgres_urls_take_celerys_form() {
+        let Url::Postgres(p) = Url::parse("db+postgresql://u:s%3Acret@db:5433/results").unwrap()
+        else {
+            panic!("not postgres")
+        };
+        assert_eq!(p.connect, "postgresql://u:s%3Acret@db:5433/results");
+        assert_eq!(p.display, "postgresql://u@db:5433/results");
     }
 }

@@ -11,6 +11,11 @@
 //! | [`gpu`] | `gpu` | PyCUDA (`SourceModule`, `GPUArray`, `ElementwiseKernel`, `ReductionKernel`), NumbaPro cuBLAS, PyOpenCL |
 //! | [`asyncio`] | `async` | `asyncio` (on tokio), `asyncio.wrap_future` / `run_in_executor` for every executor |
 //! | [`taskq`] | `taskq` | Celery: apps, tasks, workers, results, retries, chain/group/chord, on Redis with Celery's wire protocol |
+//! | [`dashboard`] | `dashboard` | Flower: a live web view of the task queue's workers and tasks, with revoke and retry |
+//! | [`rpc`] | `rpc` | Pyro4/Pyro5 (`Daemon`, `expose`, `Proxy`, `PYRONAME:`, name server, `oneway`, batch, callbacks, HMAC key) and RPyC remote calls |
+//! | [`dmap`] | `dmap` | SCOOP: `futures.map`/`submit`/`mapReduce`/`mapScan`, `shared.setConst`, `python -m scoop -n N` (`braid dmap -n N`) |
+//! | [`mapreduce`] | `mapreduce` | Disco: `Job().run(input, map, reduce, combiner, partition)`, result files, `braid mapreduce wordcount` |
+//! | [`mpi`] | `mpi` | mpi4py: `COMM_WORLD`, `send`/`recv`, `Send`/`Recv`, `isend`/`irecv`, `sendrecv`, `bcast`/`scatter`/`gather`/`allgather`/`alltoall` (and `v` variants), `reduce`/`allreduce`/`scan`/`exscan`, `Split`, `Create_cart`; `mpiexec -n N` is `braid run -n N` |
 //!
 //! ```
 //! #[braid::task]
@@ -67,4 +72,40 @@ pub mod asyncio {
 #[cfg(feature = "taskq")]
 pub mod taskq {
     pub use braid_taskq::*;
+}
+
+/// A live web dashboard for the task queue, like Flower (an axum server).
+#[cfg(feature = "dashboard")]
+pub mod dashboard {
+    pub use braid_dashboard::*;
+}
+
+/// Remote objects like Pyro4/Pyro5 and RPyC: a daemon hosting objects at URIs, a name
+/// server, typed proxies (`#[rpc::service]` on a trait), one-way, asynchronous and batched
+/// calls, callbacks, shared keys and TLS.
+#[cfg(feature = "rpc")]
+pub mod rpc {
+    pub use braid_rpc::*;
+}
+
+/// SCOOP's futures over any executor: map, submit, map_reduce, map_scan and shared
+/// constants, from a thread pool to a task-queue cluster; call [`init`] first in `main`.
+#[cfg(feature = "dmap")]
+pub mod dmap {
+    pub use braid_dmap::*;
+}
+
+/// MapReduce jobs like Disco's on any executor: map, partition, combine and reduce
+/// over files, spilling to disk under a memory budget; register programs with
+/// [`mapreduce::register!`](crate::mapreduce::register).
+#[cfg(feature = "mapreduce")]
+pub mod mapreduce {
+    pub use braid_mapreduce::*;
+}
+
+/// MPI like mpi4py on a shared-memory backend (nothing to install): ranks are threads
+/// ([`mpi::run_threads`]) or processes started by `braid run -n N` ([`mpi::init`]).
+#[cfg(feature = "mpi")]
+pub mod mpi {
+    pub use braid_mpi::*;
 }

@@ -9,11 +9,15 @@
 
 mod r#async;
 mod csp;
+mod dmap;
 mod gpu;
+mod mapreduce;
+mod mpi;
 mod plot;
 mod proc;
 mod python;
 mod report;
+mod rpc;
 mod stats;
 mod taskq;
 mod threads;
@@ -27,7 +31,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{CaseResult, Scaling, Series};
 
 /// The suites `braid bench` knows; `all` runs every one of the others.
-pub const SUITES: &[&str] = &["threads", "proc", "async", "gpu", "taskq", "csp", "all"];
+pub const SUITES: &[&str] = &[
+    "threads",
+    "proc",
+    "async",
+    "gpu",
+    "taskq",
+    "csp",
+    "dmap",
+    "mapreduce",
+    "rpc",
+    "mpi",
+    "all",
+];
 
 /// Every suite present, in the order `all` runs them. Keep in step with [`SUITES`].
 const SUITE_TABLE: &[&Suite] = &[
@@ -37,6 +53,10 @@ const SUITE_TABLE: &[&Suite] = &[
     &gpu::SUITE,
     &taskq::SUITE,
     &csp::SUITE,
+    &dmap::SUITE,
+    &mapreduce::SUITE,
+    &rpc::SUITE,
+    &mpi::SUITE,
 ];
 
 /// What `braid bench` was asked to do.
@@ -177,6 +197,12 @@ pub enum CaseError {
     /// A braid-proc process, pool, pipe, queue or manager failed.
     #[error(transparent)]
     Proc(#[from] braid::proc::Error),
+    /// A braid-mpi job or call failed.
+    #[error(transparent)]
+    Mpi(#[from] braid::mpi::Error),
+    /// A braid-mapreduce job failed.
+    #[error(transparent)]
+    MapReduce(#[from] braid::mapreduce::Error),
 }
 
 /// A family of cases and the Python script that mirrors them.

@@ -4,6 +4,10 @@
 //! Redis: database 13 of `$BRAID_BENCH_REDIS` (default `redis://127.0.0.1:6379/13`),
 //! with a key prefix of its own per case; results expire after ten minutes and queues
 //! are emptied afterwards. The braid worker runs in this process with a concurrency of 2.
+//!
+//! The `amqp_` cases put the queue on RabbitMQ (`$BRAID_BENCH_AMQP`, default
+//! `amqp://guest:guest@127.0.0.1:5672//`, a queue of their own per run) with results in
+//! the same Redis; the Python side then runs its Celery worker on that RabbitMQ.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +61,26 @@ pub(crate) const SUITE: Suite = Suite {
             },
             check: None,
             measure: Measure::Once(delay_get_roundtrip),
+        },
+        Case {
+            name: "amqp_worker_noop",
+            unit: "tasks/s",
+            size: Size {
+                full: 10_000,
+                quick: 3_000,
+            },
+            check: None,
+            measure: Measure::Once(amqp_worker_noop),
+        },
+        Case {
+            name: "amqp_delay_get_roundtrip",
+            unit: "us",
+            size: Size {
+                full: 1_000,
+                quick: 300,
+            },
+            check: None,
+            measure: Measure::Once(amqp_delay_get_roundtrip),
         },
     ],
 };
@@ -204,6 +228,86 @@ fn end_to_end_noop(n: u64) -> Result<f64, CaseError> {
 fn delay_get_roundtrip(n: u64) -> Result<f64, CaseError> {
     let app = app()?;
     let w = worker(&app, "celery")?;
+    app.delay(noop::task(), NoArgs)
+        .map_err(wrong)?
+        .get(WAIT)
+        .map_err(wrong)?;
+    let started = Instant::now();
+    for _ in 0..n {
+        app.delay(noop::task(), NoArgs)
+            .map_err(wrong)?
+            .get(WAIT)
+            .map_err(wrong)?;
+    }
+    let elapsed = started.elapsed();
+    w.shutdown();
+    Ok(elapsed.as_secs_f64() * 1e6 / n as f64)
+}
+
+/// An app with its queue on RabbitMQ, results in the bench's Redis, and a queue name no
+/// other run uses.
+fn amqp_app() -> Result<(App, String), CaseError> {
+    let redis = app()?;
+    let broker = std::env::var("BRAID_BENCH_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672//".to_string());
+    let queue = format!("braid-bench-{}-{}", std::process::id(), rand_u32());
+    // The bench's queues go away once unused.
+    let sep = if broker.contains('?') { '&' } else { '?' };
+    let broker = format!("{broker}{sep}queue_expires=300");
+    let app = App::builder(&broker, redis.backend_url())
+        .result_expires(Duration::from_secs(600))
+        .default_queue(&queue)
+        .build()
+        .map_err(wrong)?;
+    app.queue_len(&queue).map_err(|e| {
+        CaseError::Wrong(format!(
+            "the amqp cases need RabbitMQ at {broker} (set BRAID_BENCH_AMQP): {e}"
+        ))
+    })?;
+    Ok((app, queue))
+}
+
+/// Tasks per second a worker runs from a full RabbitMQ queue, results stored in Redis.
+fn amqp_worker_noop(n: u64) -> Result<f64, CaseError> {
+    let (app, queue) = amqp_app()?;
+    let mut last = None;
+    let mut sent = 0;
+    while sent < n {
+        let batch = (n - sent).min(5_000);
+        let results = app
+            .delay_many(noop::task(), (0..batch).map(|_| NoArgs))
+            .map_err(wrong)?;
+        sent += results.len() as u64;
+        last = results.into_iter().last();
+    }
+    let started = Instant::now();
+    let w = worker(&app, &queue)?;
+    let deadline = started + WAIT;
+    loop {
+        let stats = w.stats();
+        if stats.processed >= n && stats.held == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(CaseError::Wrong(format!(
+                "only {} of {n} tasks ran",
+                stats.processed
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let elapsed = started.elapsed();
+    w.shutdown();
+    if let Some(last) = last {
+        last.get(WAIT).map_err(wrong)?;
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Microseconds per `delay().get()` over RabbitMQ with an idle worker.
+fn amqp_delay_get_roundtrip(n: u64) -> Result<f64, CaseError> {
+    let (app, queue) = amqp_app()?;
+    let w = worker(&app, &queue)?;
     app.delay(noop::task(), NoArgs)
         .map_err(wrong)?
         .get(WAIT)

@@ -4,8 +4,12 @@ use std::time::{Duration, Instant};
 
 mod r#async;
 mod csp;
+mod dmap;
 mod gpu;
+mod mapreduce;
+mod mpi;
 mod proc;
+mod rpc;
 mod taskq;
 mod threads;
 
@@ -43,6 +47,11 @@ fn recipes() -> Vec<Recipe> {
             run: proc::run,
         },
         Recipe {
+            family: "mpi",
+            shows: "mpi4py-style ranks on shared memory: a ring token, scatter + allreduce, a cartesian grid",
+            run: mpi::run,
+        },
+        Recipe {
             family: "csp",
             shows: "a PyCSP-style network: fan-out, fair alternation, one poison shuts it down",
             run: csp::run,
@@ -61,6 +70,21 @@ fn recipes() -> Vec<Recipe> {
             family: "taskq",
             shows: "a Celery-style worker on the in-memory broker: 1000 calls, a failure, a retry, a chord",
             run: taskq::run,
+        },
+        Recipe {
+            family: "dmap",
+            shows: "SCOOP-style map with a shared constant, a tree map_reduce, map_scan, nested submits",
+            run: dmap::run,
+        },
+        Recipe {
+            family: "mapreduce",
+            shows: "Disco's word count on a thread pool, spilling sorted runs under a 64 KiB budget",
+            run: mapreduce::run,
+        },
+        Recipe {
+            family: "rpc",
+            shows: "Pyro-style remote objects: a session object found by name, a batch, a callback",
+            run: rpc::run,
         },
     ]
 }

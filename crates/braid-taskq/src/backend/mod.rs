@@ -2,6 +2,8 @@
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod rpc;
+pub(crate) mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,5 +91,11 @@ pub(crate) async fn open(url: &Url, expires: Duration) -> Result<Arc<dyn Backend
         Url::Sqlite(sqlite) => Ok(Arc::new(crate::sqlite::SqliteBackend::open(
             sqlite, expires,
         )?)),
+        Url::Rpc(rpc) => Ok(Arc::new(rpc::RpcBackend::connect(rpc, expires).await?)),
+        Url::Postgres(pg) => Ok(Arc::new(sql::PostgresBackend::connect(pg, expires).await?)),
+        Url::Amqp(_) => Err(crate::Error::Url {
+            url: format!("{url:?}"),
+            reason: "amqp:// is a broker; for results over RabbitMQ use rpc://".into(),
+        }),
     }
 }

@@ -14,6 +14,9 @@ use super::{BoxFuture, Broker, Delivery, Outgoing, WorkerBeat, priority_step};
 use crate::url::DEFAULT_VISIBILITY_TIMEOUT;
 use crate::{Result, clock};
 
+/// How many events a subscriber may have waiting before newer ones are dropped for it.
+const EVENT_BACKLOG: usize = 10_000;
+
 /// An in-memory broker; clones of one name share the same queues.
 #[derive(Clone)]
 pub(crate) struct MemoryBroker {
@@ -40,6 +43,8 @@ struct State {
     revoked: Vec<(f64, String)>,
     workers: HashMap<String, WorkerBeat>,
     subscribers: Vec<UnboundedSender<Value>>,
+    event_subscribers: Vec<tokio::sync::mpsc::Sender<Value>>,
+    locks: HashMap<String, (String, std::time::Instant)>,
     replies: HashMap<String, Vec<Value>>,
     seq: u64,
 }
@@ -450,6 +455,54 @@ impl Broker for MemoryBroker {
                 .collect();
             beats.sort_by(|a, b| a.hostname.cmp(&b.hostname));
             Ok(beats)
+        })
+    }
+
+    fn publish_events(&self, events: Vec<(String, Value)>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let mut state = self.hub.state.lock();
+            state.event_subscribers.retain(|subscriber| {
+                for (_, body) in &events {
+                    match subscriber.try_send(body.clone()) {
+                        Ok(()) => {}
+                        // A subscriber that falls behind loses events; nobody waits for it.
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
+                    }
+                }
+                true
+            });
+            Ok(())
+        })
+    }
+
+    fn subscribe_events(&self) -> BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<Value>>> {
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(EVENT_BACKLOG);
+            self.hub.state.lock().event_subscribers.push(tx);
+            Ok(rx)
+        })
+    }
+
+    fn lock<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let now = std::time::Instant::now();
+            let mut state = self.hub.state.lock();
+            let free = match state.locks.get(name) {
+                None => true,
+                Some((holder, until)) => holder == owner || *until <= now,
+            };
+            if free {
+                state
+                    .locks
+                    .insert(name.to_string(), (owner.to_string(), now + ttl));
+            }
+            Ok(free)
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Brokers: where task messages wait for a worker. One trait, one file per transport.
 
+pub(crate) mod amqp;
 pub(crate) mod memory;
 pub(crate) mod redis;
 
@@ -174,6 +175,42 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Workers whose last heartbeat is at most `within` old.
     fn workers(&self, within: Duration) -> BoxFuture<'_, Result<Vec<WorkerBeat>>>;
+
+    /// Publishes Celery events to the `celeryev` fanout exchange: each is its routing key
+    /// (`task.succeeded`, `worker.heartbeat`, ...) and its JSON body in Celery's format.
+    /// Events are fire-and-forget: no subscriber slows the publisher.
+    fn publish_events(&self, events: Vec<(String, Value)>) -> BoxFuture<'_, Result<()>> {
+        let _ = events;
+        Box::pin(async {
+            Err(crate::Error::Broker(
+                "this broker does not carry events".into(),
+            ))
+        })
+    }
+
+    /// Subscribes to the `celeryev` fanout: every event body published from now on, from
+    /// braid or Python workers. A subscriber that falls behind loses the oldest events, it
+    /// never slows the workers.
+    fn subscribe_events(&self) -> BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<Value>>> {
+        Box::pin(async {
+            Err(crate::Error::Broker(
+                "this broker does not carry events".into(),
+            ))
+        })
+    }
+
+    /// Takes the lock `name` for `owner`, or renews it when `owner` holds it already, for
+    /// `ttl`; false when another owner holds it. `braid beat` uses it so that two beats
+    /// started by mistake never both fire a schedule.
+    fn lock<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (name, owner, ttl);
+        Box::pin(async { Err(crate::Error::Broker("this broker has no locks".into())) })
+    }
 }
 
 /// Opens the broker a URL names, inside the current tokio runtime.
@@ -182,6 +219,11 @@ pub(crate) async fn open(url: &Url) -> Result<Arc<dyn Broker>> {
         Url::Memory(name) => Ok(Arc::new(memory::MemoryBroker::named(name))),
         Url::Redis(redis) => Ok(Arc::new(redis::RedisBroker::connect(redis).await?)),
         Url::Sqlite(sqlite) => Ok(Arc::new(crate::sqlite::SqliteBroker::open(sqlite)?)),
+        Url::Amqp(amqp) => Ok(Arc::new(amqp::AmqpBroker::connect(amqp).await?)),
+        Url::Rpc(_) | Url::Postgres(_) => Err(crate::Error::Url {
+            url: format!("{url:?}"),
+            reason: "rpc:// and db+postgresql:// are result backends, not brokers".into(),
+        }),
     }
 }
 

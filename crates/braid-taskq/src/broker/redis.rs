@@ -147,7 +147,32 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
+/// Takes or renews a lock: `KEYS = lock`, `ARGV = owner, ttl in ms`; 1 when held. A ttl
+/// of 0 gives the owner's lock up.
+const LOCK: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+local ttl = tonumber(ARGV[2])
+if ttl <= 0 then
+  if holder == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+  if not holder then return 1 end
+  return 0
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return 1
+end
+return 0
+"#;
+
+/// How many events a subscriber may have waiting before newer ones are dropped for it.
+const EVENT_BACKLOG: usize = 10_000;
+
 struct Scripts {
+    lock: Script,
     fetch: Script,
     move_held: Script,
     restore_one: Script,
@@ -192,6 +217,7 @@ impl RedisBroker {
             tag_prefix: format!("{}.", uuid::Uuid::new_v4().simple()),
             seq: AtomicU64::new(1),
             scripts: Arc::new(Scripts {
+                lock: Script::new(LOCK),
                 fetch: Script::new(FETCH),
                 move_held: Script::new(MOVE_HELD),
                 restore_one: Script::new(RESTORE_ONE),
@@ -213,6 +239,12 @@ impl RedisBroker {
 
     fn pidbox_channel(&self) -> String {
         format!("{}/{}.celery.pidbox", self.url.prefix, self.url.db)
+    }
+
+    /// kombu's fanout topic for the `celeryev` exchange and an event's routing key
+    /// (`fanout_prefix` and `fanout_patterns` on, as Celery sets them).
+    fn event_topic(&self, routing_key: &str) -> String {
+        format!("{}/{}.celeryev/{routing_key}", self.url.prefix, self.url.db)
     }
 
     fn reply_binding_key(&self) -> String {
@@ -907,6 +939,82 @@ impl Broker for RedisBroker {
                 .collect();
             beats.sort_by(|a, b| a.hostname.cmp(&b.hostname));
             Ok(beats)
+        })
+    }
+
+    fn publish_events(&self, events: Vec<(String, Value)>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for (routing_key, body) in &events {
+                let hostname = body.get("hostname").cloned().unwrap_or(Value::Null);
+                let payload =
+                    self.envelope(body, "celeryev", routing_key, json!({"hostname": hostname}));
+                pipe.cmd("PUBLISH")
+                    .arg(self.event_topic(routing_key))
+                    .arg(payload)
+                    .ignore();
+            }
+            let mut conn = self.conn.clone();
+            pipe.exec_async(&mut conn).await.map_err(broker_error)
+        })
+    }
+
+    fn subscribe_events(&self) -> BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<Value>>> {
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(EVENT_BACKLOG);
+            let closed = tx.clone();
+            let sender = move |push: PushInfo| -> std::result::Result<(), ()> {
+                if !matches!(push.kind, PushKind::Message | PushKind::PMessage) {
+                    return Ok(());
+                }
+                let Some(redis::Value::BulkString(payload)) = push.data.last() else {
+                    return Ok(());
+                };
+                let Some(body) = decode_envelope_body(payload) else {
+                    tracing::debug!("ignoring an event that does not decode");
+                    return Ok(());
+                };
+                match tx.try_send(body) {
+                    Ok(()) => Ok(()),
+                    // A subscriber that falls behind loses events; nobody waits for it.
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(()),
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(()),
+                }
+            };
+            let mut conn = connect_pubsub(&self.url, Error::Broker, sender).await?;
+            conn.psubscribe(self.event_topic("*"))
+                .await
+                .map_err(broker_error)?;
+            // The subscription lives until its receiver is dropped.
+            tokio::spawn(async move {
+                closed.closed().await;
+                drop(conn);
+            });
+            Ok(rx)
+        })
+    }
+
+    fn lock<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let held: i64 = self
+                .scripts
+                .lock
+                .key(self.key(&format!("braid.lock.{name}")))
+                .arg(owner)
+                .arg(ttl.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(broker_error)?;
+            Ok(held == 1)
         })
     }
 }

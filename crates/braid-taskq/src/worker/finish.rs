@@ -103,6 +103,24 @@ fn traceback(shared: &Shared, message: &TaskMessage, exception: &ExceptionInfo) 
     )
 }
 
+/// How long a result's printed form in a `task-succeeded` event may be (Celery's
+/// `resultrepr_maxsize`).
+const RESULT_REPR_MAX: usize = 1024;
+
+/// The fields every task event after `task-received` carries.
+fn task_event(message: &TaskMessage) -> serde_json::Map<String, Value> {
+    let mut f = serde_json::Map::new();
+    f.insert("uuid".into(), Value::from(message.id()));
+    f
+}
+
+/// An exception as Python's `repr` prints it: `ValueError('boom')`.
+fn exception_repr(exception: &ExceptionInfo) -> String {
+    let message = exception.message();
+    let quoted = message.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("{}('{quoted}')", exception.exc_type)
+}
+
 /// The call again, one retry later, due after `countdown`, on the queue it came from.
 fn retry_message(
     message: &TaskMessage,
@@ -231,6 +249,15 @@ impl Work {
             Outcome::Success(value) => {
                 counters.processed.fetch_add(1, Ordering::Relaxed);
                 counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                if shared.eventer.enabled() {
+                    let mut f = task_event(&message);
+                    f.insert(
+                        "result".into(),
+                        Value::from(crate::message::truncate(value.get(), RESULT_REPR_MAX)),
+                    );
+                    f.insert("runtime".into(), Value::from(runtime.as_secs_f64()));
+                    shared.eventer.send("task-succeeded", f);
+                }
                 if !ignore {
                     self.records
                         .push(record(&message, "SUCCESS", &value, None, Some(date_done)));
@@ -252,6 +279,21 @@ impl Work {
             Outcome::Revoked(why) => {
                 counters.processed.fetch_add(1, Ordering::Relaxed);
                 counters.revoked.fetch_add(1, Ordering::Relaxed);
+                if shared.eventer.enabled() {
+                    let terminated = why == "terminated";
+                    let mut f = task_event(&message);
+                    f.insert("terminated".into(), Value::from(terminated));
+                    f.insert(
+                        "signum".into(),
+                        if terminated {
+                            Value::from(15)
+                        } else {
+                            Value::Null
+                        },
+                    );
+                    f.insert("expired".into(), Value::from(why == "expired"));
+                    shared.eventer.send("task-revoked", f);
+                }
                 let exception = raw(&ExceptionInfo::celery("TaskRevokedError", why));
                 if !ignore {
                     self.records.push(record(
@@ -302,6 +344,18 @@ impl Work {
                                     exception.message()
                                 ),
                             );
+                            if shared.eventer.enabled() {
+                                let mut f = task_event(&message);
+                                f.insert(
+                                    "exception".into(),
+                                    Value::from(exception_repr(&exception)),
+                                );
+                                f.insert(
+                                    "traceback".into(),
+                                    Value::from(traceback(shared, &message, &exception)),
+                                );
+                                shared.eventer.send("task-retried", f);
+                            }
                             if !ignore {
                                 self.records.push(record(
                                     &message,
@@ -342,6 +396,15 @@ impl Work {
                     "task failed"
                 );
                 let value = raw(&exception);
+                if shared.eventer.enabled() {
+                    let mut f = task_event(&message);
+                    f.insert("exception".into(), Value::from(exception_repr(&exception)));
+                    f.insert(
+                        "traceback".into(),
+                        Value::from(traceback(shared, &message, &exception)),
+                    );
+                    shared.eventer.send("task-failed", f);
+                }
                 if !ignore {
                     let tb = traceback(shared, &message, &exception);
                     self.records.push(record(

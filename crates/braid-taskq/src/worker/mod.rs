@@ -18,6 +18,7 @@ use crate::app::AppConfig;
 use crate::backend::{Backend, Record};
 use crate::broker::{Broker, Delivery, WorkerBeat};
 use crate::context::{TaskContext, with_async, with_sync};
+use crate::events::Eventer;
 use crate::state::ExceptionInfo;
 use crate::{App, Error, Result, TaskMessage, clock};
 
@@ -168,8 +169,9 @@ pub(crate) struct Shared {
     hostname: Arc<str>,
     queues: Vec<String>,
     prefetch: usize,
-    concurrency: usize,
+    concurrency: AtomicUsize,
     pool: Arc<Pool>,
+    pub(crate) eventer: Arc<Eventer>,
     events: mpsc::UnboundedSender<Event>,
     in_flight: AtomicUsize,
     capacity: Notify,
@@ -214,6 +216,7 @@ pub struct WorkerBuilder {
     concurrency: usize,
     prefetch: Option<usize>,
     hostname: Option<String>,
+    events: bool,
 }
 
 static WORKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -239,6 +242,16 @@ impl WorkerBuilder {
     /// (default: four per unit of concurrency, like Celery's prefetch multiplier).
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = Some(n.max(1));
+        self
+    }
+
+    /// Whether the worker publishes Celery's monitoring events (`celery worker -E`):
+    /// `worker-online`/`-heartbeat`/`-offline` and `task-received`/`-started`/
+    /// `-succeeded`/`-failed`/`-retried`/`-revoked`, which Flower, `celery events` and
+    /// [`EventReceiver`](crate::EventReceiver) read. Off by default, as in Celery; the
+    /// remote commands `enable_events` and `disable_events` switch them at run time.
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = on;
         self
     }
 
@@ -299,15 +312,21 @@ impl WorkerBuilder {
         };
         let (events, events_rx) = mpsc::unbounded_channel();
         let (stop, _) = watch::channel(Stop::Running);
+        let hostname: Arc<str> = hostname.into();
+        let eventer = {
+            let _entered = runtime.enter();
+            Eventer::start(broker.clone(), hostname.clone(), self.events)
+        };
         let shared = Arc::new(Shared {
             config,
             broker,
             backend,
-            hostname: hostname.into(),
+            hostname,
             queues,
             prefetch: self.prefetch.unwrap_or(self.concurrency * 4).max(1),
-            concurrency: self.concurrency,
+            concurrency: AtomicUsize::new(self.concurrency),
             pool,
+            eventer,
             events,
             in_flight: AtomicUsize::new(0),
             capacity: Notify::new(),
@@ -337,10 +356,13 @@ impl WorkerBuilder {
             runtime.spawn(control_loop(shared.clone(), control)),
         ];
         let fetcher = Some(runtime.spawn(fetch_loop(shared.clone())));
+        shared
+            .eventer
+            .send("worker-online", heartbeat_fields(&shared));
         tracing::info!(
             hostname = %shared.hostname,
             queues = ?shared.queues,
-            concurrency = shared.concurrency,
+            concurrency = self.concurrency,
             prefetch = shared.prefetch,
             "worker started"
         );
@@ -362,6 +384,7 @@ impl Worker {
             concurrency: std::thread::available_parallelism().map_or(2, usize::from),
             prefetch: None,
             hostname: None,
+            events: false,
         }
     }
 
@@ -481,6 +504,12 @@ impl Worker {
                     tracing::error!(error = %e, "a worker loop failed");
                 }
             }
+            if shared.eventer.enabled() {
+                shared
+                    .eventer
+                    .send("worker-offline", heartbeat_fields(&shared));
+            }
+            shared.eventer.flush(Duration::from_secs(5)).await;
             if let Err(e) = shared.broker.forget_worker(&shared.hostname).await {
                 tracing::warn!(error = %e, "could not remove the worker's heartbeat");
             }
@@ -686,6 +715,11 @@ fn accept(shared: &Arc<Shared>, delivery: Delivery) {
     if stopping {
         return done(shared, delivery, message, Outcome::GiveBack);
     }
+    if shared.eventer.enabled() {
+        shared
+            .eventer
+            .send("task-received", crate::events::task_fields(&message));
+    }
     schedule_or_run(shared, delivery, message);
 }
 
@@ -882,6 +916,11 @@ fn on_start(shared: &Shared, tag: &str, context: &TaskContext) {
     }
     if let Some(held) = shared.held.lock().get_mut(tag) {
         held.started = Some(clock::epoch_seconds());
+    }
+    if shared.eventer.enabled() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("uuid".into(), Value::from(context.message.id()));
+        shared.eventer.send("task-started", fields);
     }
 }
 
@@ -1144,6 +1183,9 @@ async fn maintenance_loop(shared: Arc<Shared>) {
             if let Err(e) = shared.broker.heartbeat(beat).await {
                 tracing::warn!(error = %e, "heartbeat failed");
             }
+            shared
+                .eventer
+                .send("worker-heartbeat", heartbeat_fields(&shared));
         }
         let mut sleep = Duration::from_millis(200);
         if let Some(next) = next_due {
@@ -1161,7 +1203,8 @@ fn visibility_timeout(shared: &Shared) -> Duration {
     match &shared.config.broker_url {
         crate::url::Url::Redis(r) => r.visibility_timeout,
         crate::url::Url::Sqlite(s) => s.visibility_timeout,
-        crate::url::Url::Memory(_) => crate::url::DEFAULT_VISIBILITY_TIMEOUT,
+        // Memory, and brokers that redeliver by themselves (AMQP).
+        _ => crate::url::DEFAULT_VISIBILITY_TIMEOUT,
     }
 }
 
@@ -1172,7 +1215,7 @@ fn stats_json(shared: &Shared) -> Value {
         "hostname": &*shared.hostname,
         "pid": std::process::id(),
         "queues": shared.queues,
-        "concurrency": shared.concurrency,
+        "concurrency": shared.concurrency.load(Ordering::Relaxed),
         "prefetch": shared.prefetch,
         "uptime": shared.started_at.elapsed().as_secs_f64(),
         "total": by_task,
@@ -1183,9 +1226,76 @@ fn stats_json(shared: &Shared) -> Value {
         "revoked": s.revoked,
         "dead_lettered": s.dead_lettered,
         "held": s.held,
-        "pool": {"implementation": "braid threads", "max-concurrency": shared.concurrency},
+        "pool": {
+            "implementation": "braid threads",
+            "max-concurrency": shared.concurrency.load(Ordering::Relaxed),
+            "processes": [std::process::id()],
+        },
+        "events": {"enabled": shared.eventer.enabled(), "dropped": shared.eventer.dropped()},
+        "sw_ident": "braid",
+        "sw_ver": env!("CARGO_PKG_VERSION"),
         "broker": {"transport": shared.config.broker_text.split("://").next().unwrap_or("")},
     })
+}
+
+/// The fields of Celery's worker events (`worker-online`, `-heartbeat`, `-offline`).
+fn heartbeat_fields(shared: &Shared) -> serde_json::Map<String, Value> {
+    let mut f = serde_json::Map::new();
+    f.insert("freq".into(), Value::from(crate::events::HEARTBEAT_FREQ));
+    f.insert("active".into(), Value::from(shared.running.lock().len()));
+    f.insert(
+        "processed".into(),
+        Value::from(shared.counters.processed.load(Ordering::Relaxed)),
+    );
+    f.insert("loadavg".into(), Value::from(crate::events::loadavg()));
+    for (k, v) in crate::events::software() {
+        f.insert(k.into(), v);
+    }
+    f
+}
+
+/// Celery's request layout for `active`, `reserved` and `scheduled` replies.
+fn request_json(shared: &Shared, m: &TaskMessage, h: &Held) -> Value {
+    json!({
+        "id": m.id(),
+        "name": m.task(),
+        "args": m.headers.argsrepr.as_deref().unwrap_or(m.args.get()),
+        "kwargs": m.headers.kwargsrepr.clone().unwrap_or_else(|| {
+            serde_json::to_string(&m.kwargs).unwrap_or_else(|_| "{}".into())
+        }),
+        "type": m.task(),
+        "hostname": &*shared.hostname,
+        "time_start": h.started,
+        "received": h.received,
+        "acknowledged": false,
+        "delivery_info": {
+            "exchange": m.properties.delivery_info.exchange,
+            "routing_key": m.properties.delivery_info.routing_key,
+            "priority": m.properties.priority,
+            "redelivered": m.redelivered(),
+        },
+        "worker_pid": std::process::id(),
+    })
+}
+
+/// Tasks held with an ETA still to come: Celery's `scheduled` reply.
+fn scheduled_json(shared: &Shared) -> Value {
+    let now = clock::now();
+    let held = shared.held.lock();
+    let items: Vec<Value> = held
+        .values()
+        .filter(|h| h.started.is_none())
+        .filter_map(|h| {
+            let m = h.message.as_ref()?;
+            let eta = m.headers.eta().ok().flatten().filter(|eta| *eta > now)?;
+            Some(json!({
+                "eta": clock::isoformat(eta),
+                "priority": m.properties.priority,
+                "request": request_json(shared, m, h),
+            }))
+        })
+        .collect();
+    Value::Array(items)
 }
 
 fn held_json(shared: &Shared, started: bool) -> Value {
@@ -1193,22 +1303,51 @@ fn held_json(shared: &Shared, started: bool) -> Value {
     let items: Vec<Value> = held
         .values()
         .filter(|h| h.started.is_some() == started)
-        .filter_map(|h| {
-            let m = h.message.as_ref()?;
-            Some(json!({
-                "id": m.id(),
-                "name": m.task(),
-                "args": m.headers.argsrepr.as_deref().unwrap_or(m.args.get()),
-                "kwargs": {},
-                "hostname": &*shared.hostname,
-                "time_start": h.started,
-                "received": h.received,
-                "acknowledged": false,
-                "worker_pid": std::process::id(),
-            }))
-        })
+        .filter_map(|h| Some(request_json(shared, h.message.as_ref()?, h)))
         .collect();
     Value::Array(items)
+}
+
+/// The `n` of `pool_grow` / `pool_shrink` (Celery's default: 1).
+fn count_argument(arguments: &Value) -> usize {
+    arguments
+        .get("n")
+        .and_then(Value::as_u64)
+        .map_or(1, |n| n as usize)
+        .max(1)
+}
+
+/// Celery's `rate_limit` command: `{"task_name": ..., "rate_limit": "10/s" | null}`.
+fn set_rate_limit(shared: &Shared, arguments: &Value) -> Value {
+    let Some(task) = arguments.get("task_name").and_then(Value::as_str) else {
+        return json!({"error": "rate_limit needs a task_name"});
+    };
+    if braid_core::lookup(task).is_err() {
+        return json!({"error": "unknown task"});
+    }
+    let limit = match arguments.get("rate_limit") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() || s.trim() == "0" => None,
+        Some(Value::String(s)) => match s.parse::<crate::RateLimit>() {
+            Ok(l) if l.count == 0 => None,
+            Ok(l) => Some(l),
+            Err(e) => return json!({"error": format!("Invalid rate limit string: {e}")}),
+        },
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => None,
+        Some(Value::Number(n)) => match n.to_string().parse::<crate::RateLimit>() {
+            Ok(l) => Some(l),
+            Err(e) => return json!({"error": format!("Invalid rate limit string: {e}")}),
+        },
+        Some(other) => return json!({"error": format!("Invalid rate limit string: {other}")}),
+    };
+    shared.config.set_rate_limit(task, limit);
+    shared.next_start.lock().remove(task);
+    tracing::info!(task, ?limit, "rate limit changed");
+    if limit.is_some() {
+        json!({"ok": "new rate limit set successfully"})
+    } else {
+        json!({"ok": "rate limit disabled successfully"})
+    }
 }
 
 async fn control_loop(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Value>) {
@@ -1246,6 +1385,44 @@ async fn control_loop(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver
             }
             "ping" => json!({"ok": "pong"}),
             "stats" => stats_json(&shared),
+            "scheduled" => scheduled_json(&shared),
+            "rate_limit" => set_rate_limit(&shared, &arguments),
+            "pool_grow" => {
+                let n = count_argument(&arguments);
+                match shared.pool.grow(n) {
+                    Ok(()) => {
+                        shared.concurrency.fetch_add(n, Ordering::AcqRel);
+                        shared.capacity.notify_one();
+                        json!({"ok": "pool will grow"})
+                    }
+                    Err(e) => json!({"error": format!("cannot grow the pool: {e}")}),
+                }
+            }
+            "pool_shrink" => {
+                let n = count_argument(&arguments);
+                let now = shared.concurrency.load(Ordering::Acquire);
+                if n >= now {
+                    json!({"error": format!("cannot shrink a pool of {now} by {n}: one thread must stay")})
+                } else {
+                    shared.concurrency.fetch_sub(n, Ordering::AcqRel);
+                    shared.pool.shrink(n);
+                    json!({"ok": "pool will shrink"})
+                }
+            }
+            "enable_events" => {
+                shared.eventer.set_enabled(true);
+                json!({"ok": "task events enabled"})
+            }
+            "disable_events" => {
+                shared.eventer.set_enabled(false);
+                json!({"ok": "task events disabled"})
+            }
+            "heartbeat" => {
+                shared
+                    .eventer
+                    .send("worker-heartbeat", heartbeat_fields(&shared));
+                json!({"ok": "heartbeat sent"})
+            }
             "active" => held_json(&shared, true),
             "reserved" => held_json(&shared, false),
             "revoked" => Value::Array(
@@ -1270,12 +1447,8 @@ async fn control_loop(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver
                     .map(|q| json!({"name": q, "exchange": {"name": ""}, "routing_key": q}))
                     .collect(),
             ),
-            "shutdown" => {
-                let (flag, condvar) = &shared.shutdown_requested;
-                *flag.lock() = true;
-                condvar.notify_all();
-                json!({"ok": "shutting down"})
-            }
+            // The flag is raised after the reply is out, so the reply is not lost.
+            "shutdown" => json!({"ok": "shutting down"}),
             other => json!({"error": format!("unknown command {other:?}")}),
         };
         if let (Some(reply_to), Some(ticket)) = (
@@ -1290,6 +1463,11 @@ async fn control_loop(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver
             {
                 tracing::warn!(error = %e, method, "could not reply to a remote-control command");
             }
+        }
+        if method == "shutdown" {
+            let (flag, condvar) = &shared.shutdown_requested;
+            *flag.lock() = true;
+            condvar.notify_all();
         }
     }
 }

@@ -114,6 +114,31 @@ impl Pool {
         }
     }
 
+    /// Starts `n` more threads (remote `pool_grow`).
+    pub(crate) fn grow(&self, n: usize) -> std::io::Result<()> {
+        for _ in 0..n {
+            self.spawn_thread()?;
+        }
+        Ok(())
+    }
+
+    /// Retires `n` threads as they become free (remote `pool_shrink`): each takes one
+    /// retirement job after the tasks queued before it, and ends.
+    pub(crate) fn shrink(&self, n: usize) {
+        for _ in 0..n {
+            let queued = self.submit(|| {
+                RETIRED.with(|r| {
+                    if let Some(flag) = &*r.borrow() {
+                        flag.store(true, Ordering::Release);
+                    }
+                });
+            });
+            if !queued {
+                return;
+            }
+        }
+    }
+
     /// Starts a thread in place of one retired by [`Claim::abandon`].
     pub(crate) fn replace_retired(&self) {
         if let Err(e) = self.spawn_thread() {

@@ -1,0 +1,809 @@
+//! Collective operations of [`Comm`], in object form (mpi4py's lower-case `bcast`,
+//! `scatter`, ...) and buffer form (`Bcast`, `Scatter`, ..., here `bcast_buf`,
+//! `scatter_buf`, ...), with the v-variants and the reductions.
+//!
+//! Collectives travel in their own context, so they never match point-to-point
+//! messages. As in MPI, every rank of the communicator makes the same collective calls
+//! in the same order.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::comm::{Source, TagMatch, decode, encode};
+use crate::engine::{DirectSink, Kind};
+use crate::{Comm, Element, Error, Op, Result};
+
+const TAG: i32 = 0;
+
+/// A result passed between ranks: the value, or the rank that failed and its error.
+type Outcome<T> = std::result::Result<T, (usize, String)>;
+
+fn from_outcome<T>(outcome: Outcome<T>) -> Result<T> {
+    outcome.map_err(|(rank, message)| Error::Remote { rank, message })
+}
+
+/// Applies `op` to one element with itself, so that an operation the type lacks fails
+/// on every rank before any message is sent (instead of at one rank, mid-collective).
+fn check_op<T: Element>(op: &Op<T>, send: &[T]) -> Result<()> {
+    if let Some(first) = send.first() {
+        op.apply(&mut [*first], std::slice::from_ref(first), true)?;
+    }
+    Ok(())
+}
+
+fn round_trip<T: Serialize + DeserializeOwned>(value: &T, rank: usize) -> Result<T> {
+    decode(rank, TAG, &encode(value)?)
+}
+
+impl Comm {
+    /// Runs `f` with a scratch buffer of `len` elements (contents unspecified), reusing
+    /// the rank's buffer from earlier calls.
+    fn with_scratch<T: Element, R>(
+        &self,
+        len: usize,
+        f: impl FnOnce(&mut [T]) -> Result<R>,
+    ) -> Result<R> {
+        let mut words = std::mem::take(&mut self.engine().scratch);
+        let bytes = len * size_of::<T>();
+        if words.len() * 8 < bytes {
+            words = vec![0u64; bytes.div_ceil(8)];
+        }
+        let result = match bytemuck::try_cast_slice_mut::<u8, T>(
+            &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes],
+        ) {
+            Ok(scratch) => f(scratch),
+            Err(e) => Err(Error::invalid(format!("scratch buffer: {e}"))),
+        };
+        self.engine().scratch = words;
+        result
+    }
+
+    /// Receives `acc.len()` elements from `source` and combines them into `acc` with `op`
+    /// as they arrive (through a small staging buffer, not a full-size copy); with `send`,
+    /// sends that buffer to `source` at the same time.
+    fn coll_recv_fold<T: Element>(
+        &self,
+        acc: &mut [T],
+        source: usize,
+        op: &Op<T>,
+        acc_is_left: bool,
+        send: Option<&[T]>,
+    ) -> Result<()> {
+        let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
+        let len = acc.len();
+        let byte_len = std::mem::size_of_val(acc);
+        let mut fold = |offset: usize, bytes: &[u8]| -> Result<()> {
+            let chunk: &[T] = bytemuck::try_cast_slice(bytes)
+                .map_err(|e| Error::invalid(format!("reduction chunk: {e}")))?;
+            let start = offset / size_of::<T>();
+            op.apply(&mut acc[start..start + chunk.len()], chunk, acc_is_left)
+        };
+        let sink = DirectSink::Fold {
+            len: byte_len,
+            fold: &mut fold,
+        };
+        let got = match send {
+            Some(data) => {
+                let dst = self.to_world(source)?;
+                let bytes: &[u8] = bytemuck::cast_slice(data);
+                let hdr = self.header(Kind::Buffer, T::KIND.code(), TAG, bytes.len(), true);
+                self.engine()
+                    .exchange(dst, hdr, bytes, pattern, T::KIND.code(), sink)
+            }
+            None => self.engine().recv_direct(pattern, T::KIND.code(), sink),
+        }
+        .map_err(|e| self.error_in_comm(e))?;
+        if let Err(msg) = got {
+            // It arrived before this receive was made (or is not what was expected).
+            let (msg, status) = self.check_buffer::<T>(msg, len)?;
+            if status.count() != len {
+                return Err(Error::invalid(format!(
+                    "reduce: rank {source} sent {} elements where {len} were expected",
+                    status.count()
+                )));
+            }
+            let mut values = vec![T::zeroed(); len];
+            bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(&msg.data);
+            op.apply(acc, &values, acc_is_left)?;
+        }
+        Ok(())
+    }
+
+    fn check_root(&self, root: usize) -> Result<()> {
+        if root >= self.size() {
+            return Err(Error::invalid(format!(
+                "root {root} is outside a communicator of {} ranks",
+                self.size()
+            )));
+        }
+        Ok(())
+    }
+
+    fn coll_send(&self, data: &[u8], dest: usize) -> Result<()> {
+        self.send_raw(Kind::Object, 0, data, dest, TAG, true)
+    }
+
+    fn coll_isend(&self, data: Vec<u8>, dest: usize) -> Result<Option<u64>> {
+        let dst = self.to_world(dest)?;
+        let hdr = self.header(Kind::Object, 0, TAG, data.len(), true);
+        self.engine().isend_owned(dst, hdr, data)
+    }
+
+    fn coll_isend_buf<T: Element>(&self, data: &[T], dest: usize) -> Result<Option<u64>> {
+        let dst = self.to_world(dest)?;
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let hdr = self.header(Kind::Buffer, T::KIND.code(), TAG, bytes.len(), true);
+        self.engine().isend(dst, hdr, bytes)
+    }
+
+    fn coll_send_buf<T: Element>(&self, data: &[T], dest: usize) -> Result<()> {
+        self.send_raw(
+            Kind::Buffer,
+            T::KIND.code(),
+            bytemuck::cast_slice(data),
+            dest,
+            TAG,
+            true,
+        )
+    }
+
+    fn wait_sends(&self, ids: Vec<Option<u64>>) -> Result<()> {
+        for id in ids.into_iter().flatten() {
+            let mut engine = self.engine();
+            let wait = engine.wait_of(id);
+            engine
+                .block_until(wait, None, |engine| engine.test_send(id))
+                .map_err(|e| self.error_in_comm(e))?;
+        }
+        Ok(())
+    }
+
+    fn coll_recv_bytes(&self, source: usize) -> Result<Vec<u8>> {
+        let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
+        let msg = self.recv_raw(pattern)?;
+        if msg.hdr.kind != Kind::Object {
+            return Err(Error::KindMismatch {
+                expected: "object",
+                found: msg.hdr.kind.name(),
+                source_rank: source,
+                tag: TAG,
+            });
+        }
+        Ok(msg.data)
+    }
+
+    fn coll_recv<T: DeserializeOwned>(&self, source: usize) -> Result<T> {
+        decode(source, TAG, &self.coll_recv_bytes(source)?)
+    }
+
+    /// Receives exactly `buf.len()` elements from `source` in the collective context.
+    fn coll_recv_buf<T: Element>(&self, buf: &mut [T], source: usize, what: &str) -> Result<()> {
+        let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
+        let status = self.recv_buf_pattern(buf, pattern)?;
+        if status.count() != buf.len() {
+            return Err(Error::invalid(format!(
+                "{what}: rank {source} sent {} elements where {} were expected",
+                status.count(),
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ranks a binomial tree rooted at `root` links this rank to: its parent and its
+    /// children (nearest last).
+    fn tree(&self, root: usize) -> (Option<usize>, Vec<usize>) {
+        let n = self.size();
+        let vr = (self.rank() + n - root) % n;
+        let real = |v: usize| (v + root) % n;
+        let mut mask = 1;
+        let mut parent = None;
+        while mask < n {
+            if vr & mask != 0 {
+                parent = Some(real(vr - mask));
+                break;
+            }
+            mask <<= 1;
+        }
+        let mut children = Vec::new();
+        mask >>= 1;
+        while mask > 0 {
+            if vr + mask < n {
+                children.push(real(vr + mask));
+            }
+            mask >>= 1;
+        }
+        (parent, children)
+    }
+
+    /// Waits until every rank of the communicator has called it (`comm.barrier()`).
+    pub fn barrier(&self) -> Result<()> {
+        let n = self.size();
+        let r = self.rank();
+        let mut k = 1;
+        while k < n {
+            self.coll_send(&[], (r + k) % n)?;
+            self.coll_recv_bytes((r + n - k) % n)?;
+            k *= 2;
+        }
+        Ok(())
+    }
+
+    /// Broadcasts a value from `root` (`comm.bcast(obj, root)`): the root passes
+    /// `Some(value)`, the others `None`; every rank gets the value.
+    pub fn bcast<T: Serialize + DeserializeOwned>(
+        &self,
+        value: Option<T>,
+        root: usize,
+    ) -> Result<T> {
+        self.check_root(root)?;
+        let (parent, children) = self.tree(root);
+        let (value, bytes) = match parent {
+            None => {
+                let value =
+                    value.ok_or_else(|| Error::invalid("bcast: the root must pass Some(value)"))?;
+                let bytes = encode(&value)?;
+                (value, bytes)
+            }
+            Some(parent) => {
+                let bytes = self.coll_recv_bytes(parent)?;
+                (decode(parent, TAG, &bytes)?, bytes)
+            }
+        };
+        for child in children {
+            self.coll_send(&bytes, child)?;
+        }
+        Ok(value)
+    }
+
+    /// Broadcasts `buf` from `root` into every rank's `buf` of the same length
+    /// (`comm.Bcast(buf, root)`).
+    pub fn bcast_buf<T: Element>(&self, buf: &mut [T], root: usize) -> Result<()> {
+        self.check_root(root)?;
+        let (parent, children) = self.tree(root);
+        if let Some(parent) = parent {
+            self.coll_recv_buf(buf, parent, "bcast")?;
+        }
+        for child in children {
+            self.coll_send_buf(buf, child)?;
+        }
+        Ok(())
+    }
+
+    /// Scatters one value to each rank from `root` (`comm.scatter(values, root)`): the
+    /// root passes `Some` of exactly `size` values; rank `i` gets the `i`-th.
+    pub fn scatter<T: Serialize + DeserializeOwned>(
+        &self,
+        values: Option<Vec<T>>,
+        root: usize,
+    ) -> Result<T> {
+        self.check_root(root)?;
+        if self.rank() != root {
+            return self.coll_recv(root);
+        }
+        let values =
+            values.ok_or_else(|| Error::invalid("scatter: the root must pass Some(values)"))?;
+        if values.len() != self.size() {
+            return Err(Error::invalid(format!(
+                "scatter: {} values for {} ranks",
+                values.len(),
+                self.size()
+            )));
+        }
+        let mut mine = None;
+        let mut sends = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            if i == root {
+                mine = Some(value);
+            } else {
+                sends.push(self.coll_isend(encode(&value)?, i)?);
+            }
+        }
+        self.wait_sends(sends)?;
+        mine.ok_or_else(|| Error::invalid("scatter: no value for the root"))
+    }
+
+    /// Gathers one value from each rank at `root` (`comm.gather(value, root)`): the root
+    /// gets `Some` of them in rank order, the others `None`.
+    pub fn gather<T: Serialize + DeserializeOwned>(
+        &self,
+        value: &T,
+        root: usize,
+    ) -> Result<Option<Vec<T>>> {
+        self.check_root(root)?;
+        if self.rank() != root {
+            self.coll_send(&encode(value)?, root)?;
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(self.size());
+        for i in 0..self.size() {
+            out.push(if i == root {
+                round_trip(value, i)?
+            } else {
+                self.coll_recv(i)?
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// Gathers one value from each rank at every rank (`comm.allgather(value)`).
+    pub fn allgather<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
+        let bytes = encode(value)?;
+        let me = self.rank();
+        let mut sends = Vec::new();
+        for i in (0..self.size()).filter(|i| *i != me) {
+            sends.push(self.coll_isend(bytes.clone(), i)?);
+        }
+        let mut out = Vec::with_capacity(self.size());
+        for i in 0..self.size() {
+            out.push(if i == me {
+                decode(me, TAG, &bytes)?
+            } else {
+                self.coll_recv(i)?
+            });
+        }
+        self.wait_sends(sends)?;
+        Ok(out)
+    }
+
+    /// Sends `values[j]` to rank `j` and returns what each rank sent here, in rank order
+    /// (`comm.alltoall(values)`).
+    pub fn alltoall<T: Serialize + DeserializeOwned>(&self, values: Vec<T>) -> Result<Vec<T>> {
+        let n = self.size();
+        if values.len() != n {
+            return Err(Error::invalid(format!(
+                "alltoall: {} values for {n} ranks",
+                values.len()
+            )));
+        }
+        let me = self.rank();
+        let mut mine = None;
+        let mut sends = Vec::new();
+        for (j, value) in values.into_iter().enumerate() {
+            if j == me {
+                mine = Some(value);
+            } else {
+                sends.push(self.coll_isend(encode(&value)?, j)?);
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for j in 0..n {
+            if j == me {
+                out.push(
+                    mine.take()
+                        .ok_or_else(|| Error::invalid("alltoall: no value for self"))?,
+                );
+            } else {
+                out.push(self.coll_recv(j)?);
+            }
+        }
+        self.wait_sends(sends)?;
+        Ok(out)
+    }
+
+    /// Scatters equal blocks of `send` (at the root, `size * recv.len()` elements) into
+    /// every rank's `recv` (`comm.Scatter`).
+    pub fn scatter_buf<T: Element>(
+        &self,
+        send: Option<&[T]>,
+        recv: &mut [T],
+        root: usize,
+    ) -> Result<()> {
+        let k = recv.len();
+        let counts = vec![k; self.size()];
+        let displs: Vec<usize> = (0..self.size()).map(|i| i * k).collect();
+        self.scatterv_buf(send.map(|s| (s, &counts[..], &displs[..])), recv, root)
+    }
+
+    /// Scatters blocks of different sizes (`comm.Scatterv`): at the root, `send` is
+    /// `(data, counts, displacements)` in elements; rank `i` receives `counts[i]`
+    /// elements, which must be its `recv.len()`.
+    pub fn scatterv_buf<T: Element>(
+        &self,
+        send: Option<(&[T], &[usize], &[usize])>,
+        recv: &mut [T],
+        root: usize,
+    ) -> Result<()> {
+        self.check_root(root)?;
+        if self.rank() != root {
+            return self.coll_recv_buf(recv, root, "scatter");
+        }
+        let (data, counts, displs) =
+            send.ok_or_else(|| Error::invalid("scatter: the root must pass Some(send)"))?;
+        let blocks = self.blocks(data.len(), counts, displs)?;
+        for (i, range) in blocks.iter().enumerate() {
+            if i != root {
+                self.coll_send_buf(&data[range.clone()], i)?;
+            }
+        }
+        let own = &data[blocks[root].clone()];
+        if own.len() != recv.len() {
+            return Err(Error::invalid(format!(
+                "scatter: the root's block has {} elements, its recv buffer {}",
+                own.len(),
+                recv.len()
+            )));
+        }
+        recv.copy_from_slice(own);
+        Ok(())
+    }
+
+    fn blocks(
+        &self,
+        len: usize,
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<Vec<std::ops::Range<usize>>> {
+        let n = self.size();
+        if counts.len() != n || displs.len() != n {
+            return Err(Error::invalid(format!(
+                "{} counts and {} displacements for {n} ranks",
+                counts.len(),
+                displs.len()
+            )));
+        }
+        counts
+            .iter()
+            .zip(displs)
+            .map(|(&count, &displ)| {
+                let end = displ
+                    .checked_add(count)
+                    .filter(|end| *end <= len)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "block at {displ} of {count} elements is outside a buffer of {len}"
+                        ))
+                    })?;
+                Ok(displ..end)
+            })
+            .collect()
+    }
+
+    /// Gathers equal blocks from every rank into the root's `recv` (`size * send.len()`
+    /// elements, in rank order) (`comm.Gather`).
+    pub fn gather_buf<T: Element>(
+        &self,
+        send: &[T],
+        recv: Option<&mut [T]>,
+        root: usize,
+    ) -> Result<()> {
+        let k = send.len();
+        let counts = vec![k; self.size()];
+        let displs: Vec<usize> = (0..self.size()).map(|i| i * k).collect();
+        self.gatherv_buf(send, recv.map(|r| (r, &counts[..], &displs[..])), root)
+    }
+
+    /// Gathers blocks of different sizes at the root (`comm.Gatherv`): `recv` is
+    /// `(data, counts, displacements)` there; rank `i` sends `counts[i]` elements.
+    pub fn gatherv_buf<T: Element>(
+        &self,
+        send: &[T],
+        recv: Option<(&mut [T], &[usize], &[usize])>,
+        root: usize,
+    ) -> Result<()> {
+        self.check_root(root)?;
+        if self.rank() != root {
+            return self.coll_send_buf(send, root);
+        }
+        let (data, counts, displs) =
+            recv.ok_or_else(|| Error::invalid("gather: the root must pass Some(recv)"))?;
+        let blocks = self.blocks(data.len(), counts, displs)?;
+        for (i, range) in blocks.into_iter().enumerate() {
+            if i == root {
+                if range.len() != send.len() {
+                    return Err(Error::invalid(format!(
+                        "gather: the root sends {} elements into a block of {}",
+                        send.len(),
+                        range.len()
+                    )));
+                }
+                data[range].copy_from_slice(send);
+            } else {
+                self.coll_recv_buf(&mut data[range], i, "gather")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gathers equal blocks from every rank into every rank's `recv` (`comm.Allgather`).
+    pub fn allgather_buf<T: Element>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
+        let k = send.len();
+        let counts = vec![k; self.size()];
+        let displs: Vec<usize> = (0..self.size()).map(|i| i * k).collect();
+        self.allgatherv_buf(send, recv, &counts, &displs)
+    }
+
+    /// Gathers blocks of different sizes into every rank's `recv` (`comm.Allgatherv`):
+    /// rank `i`'s block has `counts[i]` elements at `displs[i]`.
+    pub fn allgatherv_buf<T: Element>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<()> {
+        let blocks = self.blocks(recv.len(), counts, displs)?;
+        let me = self.rank();
+        if blocks[me].len() != send.len() {
+            return Err(Error::invalid(format!(
+                "allgather: this rank sends {} elements into a block of {}",
+                send.len(),
+                blocks[me].len()
+            )));
+        }
+        let mut sends = Vec::new();
+        for i in (0..self.size()).filter(|i| *i != me) {
+            sends.push(self.coll_isend_buf(send, i)?);
+        }
+        for (i, range) in blocks.into_iter().enumerate() {
+            if i == me {
+                recv[range].copy_from_slice(send);
+            } else {
+                self.coll_recv_buf(&mut recv[range], i, "allgather")?;
+            }
+        }
+        self.wait_sends(sends)
+    }
+
+    /// Sends block `j` of `send` to rank `j` and receives rank `j`'s block into block `j`
+    /// of `recv` (`comm.Alltoall`); both hold `size` equal blocks.
+    pub fn alltoall_buf<T: Element>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
+        let n = self.size();
+        if send.len() != recv.len() || !send.len().is_multiple_of(n) {
+            return Err(Error::invalid(format!(
+                "alltoall: send ({}) and recv ({}) must hold {n} equal blocks",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let k = send.len() / n;
+        let me = self.rank();
+        let mut sends = Vec::new();
+        for j in (0..n).filter(|j| *j != me) {
+            sends.push(self.coll_isend_buf(&send[j * k..(j + 1) * k], j)?);
+        }
+        for j in 0..n {
+            let block = &mut recv[j * k..(j + 1) * k];
+            if j == me {
+                block.copy_from_slice(&send[j * k..(j + 1) * k]);
+            } else {
+                self.coll_recv_buf(block, j, "alltoall")?;
+            }
+        }
+        self.wait_sends(sends)
+    }
+
+    /// Combines every rank's value with `op` at `root` (`comm.reduce(value, op, root)`), in
+    /// rank order: the root gets `Some(v0 op v1 op ...)`, the others `None`.
+    pub fn reduce<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        value: &T,
+        op: Op<T>,
+        root: usize,
+    ) -> Result<Option<T>> {
+        self.check_root(root)?;
+        if self.rank() != root {
+            self.coll_send(&encode(value)?, root)?;
+            return Ok(None);
+        }
+        // Every rank's value is received even after the operation failed, so that none is
+        // left behind to confuse the next collective.
+        let mut acc: Option<Result<T>> = None;
+        for i in 0..self.size() {
+            let x = if i == root {
+                round_trip(value, i)
+            } else {
+                self.coll_recv(i)
+            };
+            acc = Some(match (acc, x) {
+                (None, x) => x,
+                (Some(Ok(a)), Ok(x)) => op.apply_one(a, x),
+                (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+            });
+        }
+        acc.unwrap_or_else(|| Err(Error::invalid("reduce over no ranks")))
+            .map(Some)
+    }
+
+    /// Like [`Comm::reduce`], with the result on every rank (`comm.allreduce`). When the
+    /// operation fails at the root, every rank gets the error.
+    pub fn allreduce<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        value: &T,
+        op: Op<T>,
+    ) -> Result<T> {
+        let reduced = self.reduce(value, op, 0);
+        let shared: Outcome<T> = match (self.rank(), reduced) {
+            (0, Ok(value)) => self.bcast(
+                Some(Ok(
+                    value.ok_or_else(|| Error::invalid("no result at the root"))?
+                )),
+                0,
+            )?,
+            (0, Err(e)) => {
+                drop(self.bcast::<Outcome<T>>(Some(Err((0, e.to_string()))), 0)?);
+                return Err(e);
+            }
+            (_, Ok(_)) => self.bcast(None, 0)?,
+            (_, Err(e)) => return Err(e),
+        };
+        from_outcome(shared)
+    }
+
+    /// Inclusive prefix reduction (`comm.scan`): rank `i` gets `v0 op ... op vi`.
+    pub fn scan<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        value: &T,
+        op: Op<T>,
+    ) -> Result<T> {
+        let r = self.rank();
+        let result: Result<T> = if r == 0 {
+            round_trip(value, r)
+        } else {
+            from_outcome(self.coll_recv::<Outcome<T>>(r - 1)?)
+                .and_then(|prefix| op.apply_one(prefix, round_trip(value, r)?))
+        };
+        self.pass_on(&result)?;
+        result
+    }
+
+    /// Exclusive prefix reduction (`comm.exscan`): rank `i > 0` gets
+    /// `Some(v0 op ... op v(i-1))`, rank 0 gets `None`.
+    pub fn exscan<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        value: &T,
+        op: Op<T>,
+    ) -> Result<Option<T>> {
+        let r = self.rank();
+        let prefix_bytes = if r == 0 {
+            None
+        } else {
+            Some(self.coll_recv_bytes(r - 1)?)
+        };
+        let prefix = |bytes: &[u8]| from_outcome(decode::<Outcome<T>>(r - 1, TAG, bytes)?);
+        if r + 1 < self.size() {
+            let next = match &prefix_bytes {
+                None => round_trip(value, r),
+                Some(bytes) => prefix(bytes).and_then(|p| op.apply_one(p, round_trip(value, r)?)),
+            };
+            self.pass_on(&next)?;
+        }
+        prefix_bytes.map(|bytes| prefix(&bytes)).transpose()
+    }
+
+    /// Sends a prefix (or the error that replaced it) to the next rank of a chain.
+    fn pass_on<T: Serialize>(&self, result: &Result<T>) -> Result<()> {
+        let r = self.rank();
+        if r + 1 < self.size() {
+            let outcome: Result<&T, (usize, String)> = match result {
+                Ok(value) => Ok(value),
+                Err(Error::Remote { rank, message }) => Err((*rank, message.clone())),
+                Err(e) => Err((r, e.to_string())),
+            };
+            self.coll_send(&encode(&outcome)?, r + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Combines every rank's `send` element by element with `op` into the root's `recv`
+    /// (`comm.Reduce(send, recv, op, root)`), in rank order.
+    pub fn reduce_buf<T: Element>(
+        &self,
+        send: &[T],
+        recv: Option<&mut [T]>,
+        op: Op<T>,
+        root: usize,
+    ) -> Result<()> {
+        check_op(&op, send)?;
+        self.check_root(root)?;
+        if self.rank() != root {
+            return self.coll_send_buf(send, root);
+        }
+        let acc = recv.ok_or_else(|| Error::invalid("reduce: the root must pass Some(recv)"))?;
+        if acc.len() != send.len() {
+            return Err(Error::invalid(format!(
+                "reduce: send has {} elements, recv {}",
+                send.len(),
+                acc.len()
+            )));
+        }
+        for i in 0..self.size() {
+            if i == 0 {
+                if root == 0 {
+                    acc.copy_from_slice(send);
+                } else {
+                    self.coll_recv_buf(acc, 0, "reduce")?;
+                }
+            } else if i == root {
+                op.apply(acc, send, true)?;
+            } else {
+                self.coll_recv_fold(acc, i, &op, true, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`Comm::reduce_buf`], with the result in every rank's `recv`
+    /// (`comm.Allreduce`). On a power-of-two number of ranks it exchanges halves of the
+    /// work pairwise (recursive doubling); otherwise it reduces to rank 0 and broadcasts.
+    pub fn allreduce_buf<T: Element>(&self, send: &[T], recv: &mut [T], op: Op<T>) -> Result<()> {
+        check_op(&op, send)?;
+        if send.len() != recv.len() {
+            return Err(Error::invalid(format!(
+                "allreduce: send has {} elements, recv {}",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let n = self.size();
+        if !n.is_power_of_two() {
+            self.reduce_buf(send, (self.rank() == 0).then_some(&mut *recv), op, 0)?;
+            return self.bcast_buf(recv, 0);
+        }
+        recv.copy_from_slice(send);
+        if n == 1 {
+            return Ok(());
+        }
+        let me = self.rank();
+        // The first exchange sends `send` itself; later ones a copy of the partial result,
+        // since `recv` changes while it is combined with what arrives.
+        self.coll_recv_fold(recv, me ^ 1, &op, me ^ 1 > me, Some(send))?;
+        if n == 2 {
+            return Ok(());
+        }
+        self.with_scratch(send.len(), |copy: &mut [T]| {
+            let mut mask = 2;
+            while mask < n {
+                let partner = me ^ mask;
+                copy.copy_from_slice(recv);
+                // The partner's block of ranks comes before ours when it is lower.
+                self.coll_recv_fold(recv, partner, &op, partner > me, Some(copy))?;
+                mask <<= 1;
+            }
+            Ok(())
+        })
+    }
+
+    /// Inclusive prefix reduction of buffers (`comm.Scan`): rank `i`'s `recv` gets
+    /// `send0 op ... op sendi`, element by element.
+    pub fn scan_buf<T: Element>(&self, send: &[T], recv: &mut [T], op: Op<T>) -> Result<()> {
+        check_op(&op, send)?;
+        if send.len() != recv.len() {
+            return Err(Error::invalid("scan: send and recv differ in length"));
+        }
+        let r = self.rank();
+        if r == 0 {
+            recv.copy_from_slice(send);
+        } else {
+            self.coll_recv_buf(recv, r - 1, "scan")?;
+            op.apply(recv, send, true)?;
+        }
+        if r + 1 < self.size() {
+            self.coll_send_buf(recv, r + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Exclusive prefix reduction of buffers (`comm.Exscan`): rank `i > 0`'s `recv` gets
+    /// `send0 op ... op send(i-1)`; rank 0's `recv` is left as it is.
+    pub fn exscan_buf<T: Element>(&self, send: &[T], recv: &mut [T], op: Op<T>) -> Result<()> {
+        check_op(&op, send)?;
+        if send.len() != recv.len() {
+            return Err(Error::invalid("exscan: send and recv differ in length"));
+        }
+        let r = self.rank();
+        if r > 0 {
+            self.coll_recv_buf(recv, r - 1, "exscan")?;
+        }
+        if r + 1 < self.size() {
+            if r == 0 {
+                self.coll_send_buf(send, r + 1)?;
+            } else {
+                let mut next = recv.to_vec();
+                op.apply(&mut next, send, true)?;
+                self.coll_send_buf(&next, r + 1)?;
+            }
+        }
+        Ok(())
+    }
+}

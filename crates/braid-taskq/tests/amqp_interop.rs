@@ -1,0 +1,367 @@
+//! braid and Python Celery 5.x on one RabbitMQ: a Python client on braid workers (calls,
+//! kwargs, failures, countdowns, retries, chain, group, chord, inspect ping; results in
+//! Redis, and over rpc://), and a braid client on a Python worker (calls, failures,
+//! retries, countdowns, chain, group and a chord across both languages, remote control).
+//!
+//! Needs RabbitMQ on 127.0.0.1:5672, Redis on 127.0.0.1:6379 and Celery in
+//! `$BRAID_PYTHON` (default: the workspace's `target/venv/bin/python`); scripts/test
+//! installs and starts them. Results in Redis database 4 under a key prefix per test;
+//! queues with a random suffix.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use braid_taskq::{App, CallOptions, Error, Signature, State, Worker, chain, group};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672//";
+const REDIS: &str = "redis://127.0.0.1:6379/4";
+#[braid_core::task(name = "tasks.add")]
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+#[braid_core::task(name = "tasks.mul")]
+fn mul(x: i64, y: i64) -> i64 {
+    x * y
+}
+
+#[braid_core::task(name = "tasks.xsum")]
+fn xsum(xs: Vec<i64>) -> i64 {
+    xs.iter().sum()
+}
+
+#[braid_core::task(name = "tasks.double")]
+fn double(x: i64) -> i64 {
+    2 * x
+}
+
+/// The error braid's `tasks.fail` returns: Python sees an exception of this name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TaskFailed(String);
+
+#[braid_core::task(name = "tasks.fail")]
+fn fail(message: String) -> Result<(), TaskFailed> {
+    Err(TaskFailed(message))
+}
+
+/// Retries once, then returns its argument and the retry count.
+#[braid_core::task(name = "tasks.flaky")]
+fn flaky(x: i64) -> Result<(i64, u32), braid_taskq::Retry> {
+    let retries = braid_taskq::current().map_or(0, |c| c.retries());
+    if retries == 0 {
+        return Err(braid_taskq::retry(Some(Duration::from_millis(200))));
+    }
+    Ok((x, retries))
+}
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("BRAID_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/venv/bin/python")
+        });
+    let check = Command::new(&python)
+        .args(["-c", "import celery, redis; print(celery.__version__)"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "these tests need Python with Celery at {} (scripts/test installs it): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        check.status.success(),
+        "these tests need Celery 5 in {} (scripts/test installs celery[redis]): {}",
+        python.display(),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    python
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+struct Run {
+    prefix: String,
+    backend: String,
+    rpc: bool,
+}
+
+fn run_ids(test: &str, rpc: bool) -> Run {
+    let prefix = format!("braid-amqp-{test}-{}-", uuid::Uuid::new_v4().simple());
+    Run {
+        backend: if rpc {
+            "rpc://".into()
+        } else {
+            format!("{REDIS}?global_keyprefix={prefix}")
+        },
+        prefix,
+        rpc,
+    }
+}
+
+fn python_command(run: &Run) -> Command {
+    let mut command = Command::new(python());
+    command
+        .current_dir(scripts())
+        .env("BRAID_TEST_AMQP", AMQP)
+        .env("BRAID_TEST_REDIS", REDIS)
+        .env("BRAID_TEST_PREFIX", &run.prefix)
+        .env("BRAID_TEST_BACKEND", if run.rpc { "rpc" } else { "redis" })
+        .env("PYTHONPATH", scripts())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null());
+    command
+}
+/// Runs a command to completion, killing it after `limit`.
+fn output_within(mut command: Command, limit: Duration) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("wait for python"),
+        Err(_) => {
+            kill(pid);
+            panic!("the Python client did not finish within {limit:?}");
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    if let Err(e) = status {
+        eprintln!("could not kill {pid}: {e}");
+    }
+}
+
+/// A Python Celery worker, killed when dropped (also when a test fails).
+struct PythonWorker(Child);
+
+impl PythonWorker {
+    fn start(run: &Run, queue: &str) -> PythonWorker {
+        let child = python_command(run)
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "amqp_app",
+                "worker",
+                "-Q",
+                queue,
+                "--pool",
+                "threads",
+                "-c",
+                "4",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                &format!("py-{queue}@localhost"),
+                "-l",
+                "warning",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Python worker");
+        PythonWorker(child)
+    }
+}
+
+impl Drop for PythonWorker {
+    fn drop(&mut self) {
+        kill(self.0.id());
+        if let Err(e) = self.0.wait() {
+            eprintln!("could not reap the Python worker: {e}");
+        }
+    }
+}
+
+fn python_client(rpc: bool) {
+    let run = run_ids(if rpc { "py2rs-rpc" } else { "py2rs" }, rpc);
+    let app = App::new(AMQP, Some(&run.backend)).unwrap();
+    let queue = format!("braid-{}", &run.prefix[11..28]);
+    let worker = Worker::builder(&app)
+        .queues([queue.clone()])
+        .concurrency(4)
+        .hostname(format!("braid-{queue}@localhost"))
+        .start()
+        .unwrap();
+    let mut command = python_command(&run);
+    command.args(["amqp_client.py", &queue]);
+    let output = output_within(command, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python client failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(out["add"], 5);
+    assert_eq!(out["kwargs"], 42);
+    assert_eq!(out["fail"], json!(["TaskFailed", "boom"]));
+    assert_eq!(out["countdown"], 2);
+    if !rpc {
+        assert_eq!(out["retry"], json!([7, 1]));
+        assert_eq!(out["chain"], 26);
+        assert_eq!(out["group"], json!([0, 2, 4, 6, 8]));
+        assert_eq!(out["chord"], 55);
+    }
+    assert!(
+        out["ping"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"ok": "pong"})),
+        "{}",
+        out["ping"]
+    );
+    worker.shutdown();
+    delete_queues(&[&queue]);
+    if !rpc {
+        clean(&run.prefix);
+    }
+}
+
+#[test]
+fn python_client_on_braid_workers() {
+    python_client(false);
+}
+
+#[test]
+fn python_client_with_rpc_results_on_braid_workers() {
+    python_client(true);
+}
+
+fn wait_for_python_worker(app: &App, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replies = app
+            .control("ping", json!({}), Duration::from_millis(500), None)
+            .unwrap();
+        if replies.iter().any(|r| r.get(name).is_some()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the Python worker did not start");
+    }
+}
+
+#[test]
+fn braid_client_on_python_workers() {
+    let run = run_ids("rs2py", false);
+    let app = App::new(AMQP, Some(&run.backend)).unwrap();
+    let py_queue = format!("py-{}", &run.prefix[11..28]);
+    let rs_queue = format!("rs-{}", &run.prefix[11..28]);
+    let _python = PythonWorker::start(&run, &py_queue);
+    let braid = Worker::builder(&app)
+        .queues([rs_queue.clone()])
+        .concurrency(2)
+        .start()
+        .unwrap();
+    wait_for_python_worker(&app, &format!("py-{py_queue}@localhost"));
+    let on_py = || CallOptions::new().queue(&py_queue);
+
+    let r = app
+        .send_task("py.add", vec![json!(2), json!(3)], on_py())
+        .unwrap();
+    assert_eq!(r.get(WAIT).unwrap(), json!(5));
+    assert_eq!(r.state().unwrap(), State::Success);
+
+    let err = app
+        .send_task("py.fail", vec![json!("from python")], on_py())
+        .unwrap()
+        .get(WAIT)
+        .unwrap_err();
+    let Error::Task(failure) = err else {
+        panic!("expected a Python exception, got {err:?}")
+    };
+    assert_eq!(failure.exc_type(), "ValueError");
+    assert_eq!(failure.message(), "from python");
+    assert!(failure.traceback.unwrap().contains("ValueError"));
+
+    let retried = app
+        .send_task("py.retry_once", vec![json!("v")], on_py())
+        .unwrap();
+    assert_eq!(retried.get(WAIT).unwrap(), json!(["v", 1]));
+
+    let later = app
+        .send_task(
+            "py.mul",
+            vec![json!(6), json!(7)],
+            on_py().countdown(Duration::from_millis(1500)),
+        )
+        .unwrap();
+    assert_eq!(later.get(WAIT).unwrap(), json!(42));
+
+    let on = |q: &str| CallOptions::new().queue(q);
+    let c = chain([
+        Signature::new("tasks.add", vec![json!(1), json!(2)]).set(on(&rs_queue)),
+        Signature::new("py.mul", vec![json!(10)]).set(on(&py_queue)),
+        Signature::new("tasks.add", vec![json!(5)]).set(on(&rs_queue)),
+    ]);
+    assert_eq!(app.apply(&c).unwrap().get(WAIT).unwrap(), json!(35));
+
+    let g = group([
+        Signature::new("py.add", vec![json!(1), json!(1)]).set(on(&py_queue)),
+        Signature::new("tasks.add", vec![json!(2), json!(2)]).set(on(&rs_queue)),
+    ]);
+    let values: Vec<i64> = app.apply_group(&g).unwrap().get(WAIT).unwrap();
+    assert_eq!(values, [2, 4]);
+    let ch = braid_taskq::chord(
+        (0..4).map(|i| Signature::new("py.add", vec![json!(i), json!(i)]).set(on(&py_queue))),
+        Signature::new("tasks.xsum", vec![]).set(on(&rs_queue)),
+    );
+    assert_eq!(app.apply(&ch).unwrap().get(WAIT).unwrap(), json!(12));
+
+    let stats = app
+        .control("stats", json!({}), Duration::from_millis(1000), None)
+        .unwrap();
+    assert!(
+        stats
+            .iter()
+            .any(|r| r.get(format!("py-{py_queue}@localhost")).is_some()),
+        "{stats:?}"
+    );
+    braid.shutdown();
+    drop(_python);
+    delete_queues(&[&py_queue, &rs_queue]);
+    clean(&run.prefix);
+}
+
+/// Deletes the queues a test declared (they are durable, as Celery's are).
+fn delete_queues(queues: &[&str]) {
+    for queue in queues {
+        match Command::new("rabbitmqctl")
+            .args(["delete_queue", queue])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("rabbitmqctl delete_queue {queue}: {status}"),
+            Err(e) => eprintln!("rabbitmqctl delete_queue {queue}: {e}"),
+        }
+    }
+}
+
+fn clean(prefix: &str) {
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap();
+    if !keys.is_empty() {
+        let _removed: i64 = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
+    }
+}
