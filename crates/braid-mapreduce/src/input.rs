@@ -179,6 +179,19 @@ pub(crate) fn group(splits: Vec<Split>, tasks: usize) -> Vec<Vec<Split>> {
     groups
 }
 
+/// `bytes` as text, or the length of its valid UTF-8 prefix: checked with SIMD (several
+/// times faster than `std::str::from_utf8` on large blocks), and again by the standard
+/// library, for the position, only when it is not UTF-8.
+fn utf8(bytes: &[u8]) -> std::result::Result<&str, usize> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(_) => match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text),
+            Err(e) => Err(e.valid_up_to()),
+        },
+    }
+}
+
 /// Size of the reads from an input file (tiny in unit tests, to exercise records that
 /// straddle reads).
 const BLOCK: usize = if cfg!(test) { 7 } else { 1 << 20 };
@@ -259,8 +272,7 @@ pub(crate) fn read_split(
                     if format == InputFormat::Lines && body.last() == Some(&b'\r') {
                         body = &body[..body.len() - 1];
                     }
-                    let text = std::str::from_utf8(body)
-                        .map_err(|e| not_utf8(offset + e.valid_up_to() as u64))?;
+                    let text = utf8(body).map_err(|valid| not_utf8(offset + valid as u64))?;
                     each(Record { text, path, offset })?;
                     records += 1;
                     at = buf.len();
@@ -277,8 +289,7 @@ pub(crate) fn read_split(
         // Every complete record in the buffer, validated as UTF-8 at once.
         let region_offset = pos + at as u64;
         let region = &buf[at..at + last + 1];
-        let text = std::str::from_utf8(region)
-            .map_err(|e| not_utf8(region_offset + e.valid_up_to() as u64))?;
+        let text = utf8(region).map_err(|valid| not_utf8(region_offset + valid as u64))?;
         let bytes = text.as_bytes();
         let mut s = 0;
         while s < bytes.len() {

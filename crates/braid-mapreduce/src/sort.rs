@@ -5,8 +5,8 @@ use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use hashbrown::HashMap;
-use std::hash::Hash;
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, Hash};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -29,20 +29,38 @@ pub(crate) struct RunFile {
 }
 
 /// The map side's buffer of emitted pairs, with an estimate of the memory it holds.
+///
+/// With a combiner, the combined entries sit in `entries` in the order their keys
+/// first came, and a hash table of their indices finds them. The table's slots are 4
+/// bytes, not a whole `(K, V)`, so it stays small enough for the caches, and the keys
+/// met most often (which come first) are packed together at the front of `entries`:
+/// a lookup of a frequent key touches little memory. A key borrowed as `&str` is copied
+/// only on its first insert.
 pub(crate) struct MapBuffer<K, V> {
     combiner: Option<Combiner<K, V>>,
-    combined: HashMap<K, V>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Indices into `entries`.
+    table: HashTable<u32>,
+    entries: Vec<(K, V)>,
+    /// Uncombined pairs: every pair without a combiner; with one, only the pairs that
+    /// came after `entries` reached [`MAX_ENTRIES`].
     pairs: Vec<(K, V)>,
     bytes: usize,
     scratch: Vec<u8>,
     emitted: u64,
 }
 
+/// The most combined entries a buffer indexes (the table's indices are `u32`); tiny in
+/// unit tests, to exercise what comes after.
+const MAX_ENTRIES: usize = if cfg!(test) { 5 } else { u32::MAX as usize };
+
 impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
     pub(crate) fn new(combiner: Option<Combiner<K, V>>) -> Self {
         MapBuffer {
             combiner,
-            combined: HashMap::default(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            table: HashTable::new(),
+            entries: Vec::new(),
             pairs: Vec::new(),
             bytes: 0,
             scratch: Vec::new(),
@@ -65,20 +83,19 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
     }
 
     pub(crate) fn push(&mut self, key: K, value: V) {
-        self.emitted += 1;
         match self.combiner {
             Some(combine) => {
-                if let Some(acc) = self.combined.get_mut(&key) {
-                    combine(&key, acc, value);
+                let hash = self.hasher.hash_one(&key);
+                let entries = &mut self.entries;
+                if let Some(&i) = self.table.find(hash, |&i| entries[i as usize].0 == key) {
+                    let (k, acc) = &mut entries[i as usize];
+                    self.emitted += 1;
+                    combine(k, acc, value);
                 } else {
-                    self.bytes += self.cost(&key, &value);
-                    self.combined.insert(key, value);
+                    self.insert(hash, key, value);
                 }
             }
-            None => {
-                self.bytes += self.cost(&key, &value);
-                self.pairs.push((key, value));
-            }
+            None => self.push_pair(key, value),
         }
     }
 
@@ -87,14 +104,46 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(combine) = self.combiner
-            && let Some((k, acc)) = self.combined.get_key_value_mut(key)
-        {
-            self.emitted += 1;
-            combine(k, acc, value);
+        match self.combiner {
+            Some(combine) => {
+                // `Borrow` promises that `Q` hashes as `K` does.
+                let hash = self.hasher.hash_one(key);
+                let entries = &mut self.entries;
+                if let Some(&i) = self.table.find(hash, |&i| {
+                    Borrow::<Q>::borrow(&entries[i as usize].0) == key
+                }) {
+                    let (k, acc) = &mut entries[i as usize];
+                    self.emitted += 1;
+                    combine(k, acc, value);
+                } else {
+                    self.insert(hash, key.to_owned(), value);
+                }
+            }
+            None => self.push_pair(key.to_owned(), value),
+        }
+    }
+
+    /// Adds a key the combined entries do not hold yet.
+    fn insert(&mut self, hash: u64, key: K, value: V) {
+        if self.entries.len() >= MAX_ENTRIES {
+            // Beyond what the table indexes (a budget of hundreds of GiB): kept
+            // uncombined, which the spill sorts after the combined entries.
+            self.push_pair(key, value);
             return;
         }
-        self.push(key.to_owned(), value);
+        self.emitted += 1;
+        self.bytes += self.cost(&key, &value);
+        let index = self.entries.len() as u32;
+        self.entries.push((key, value));
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.table
+            .insert_unique(hash, index, |&i| hasher.hash_one(&entries[i as usize].0));
+    }
+
+    fn push_pair(&mut self, key: K, value: V) {
+        self.emitted += 1;
+        self.bytes += self.cost(&key, &value);
+        self.pairs.push((key, value));
     }
 
     /// The estimated memory held.
@@ -108,7 +157,7 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.combined.is_empty() && self.pairs.is_empty()
+        self.entries.is_empty() && self.pairs.is_empty()
     }
 
     /// Writes everything buffered as one sorted run per partition (files
@@ -121,12 +170,11 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
         partition_of: &dyn Fn(&K) -> Result<u32>,
     ) -> Result<Vec<RunFile>> {
         let mut parts: Vec<Vec<(K, V)>> = (0..partitions).map(|_| Vec::new()).collect();
-        let sorted_unique = self.combiner.is_some();
-        let drained: Box<dyn Iterator<Item = (K, V)>> = if sorted_unique {
-            Box::new(self.combined.drain())
-        } else {
-            Box::new(self.pairs.drain(..))
-        };
+        // Combined entries have one pair per key: an unstable sort gives one order.
+        // Uncombined pairs keep the order they came in (after any combined entry).
+        let sorted_unique = self.pairs.is_empty();
+        self.table.clear();
+        let drained = self.entries.drain(..).chain(self.pairs.drain(..));
         let mut failure = None;
         for (k, v) in drained {
             match partition_of(&k) {
@@ -139,8 +187,6 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
         }
         self.bytes = 0;
         if let Some(e) = failure {
-            self.combined.clear();
-            self.pairs.clear();
             return Err(e);
         }
         let mut runs = Vec::new();
