@@ -7,9 +7,7 @@
 //! `target/venv/bin/python`); scripts/test installs and starts both. Database 11, a key
 //! prefix of its own per test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use braid_taskq::{App, CallOptions, Error, Signature, State, Worker, chain, group};
@@ -18,73 +16,9 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(20);
 const REDIS: &str = "redis://127.0.0.1:6379/11";
 
-#[braid_core::task(name = "tasks.add")]
-fn add(x: i64, y: i64) -> i64 {
-    x + y
-}
+mod common;
 
-#[braid_core::task(name = "tasks.mul")]
-fn mul(x: i64, y: i64) -> i64 {
-    x * y
-}
-
-#[braid_core::task(name = "tasks.xsum")]
-fn xsum(xs: Vec<i64>) -> i64 {
-    xs.iter().sum()
-}
-
-#[braid_core::task(name = "tasks.double")]
-fn double(x: i64) -> i64 {
-    2 * x
-}
-
-/// The error braid's `tasks.fail` returns: Python sees an exception of this name.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TaskFailed(String);
-
-#[braid_core::task(name = "tasks.fail")]
-fn fail(message: String) -> Result<(), TaskFailed> {
-    Err(TaskFailed(message))
-}
-
-/// Retries once, then returns its argument and the retry count.
-#[braid_core::task(name = "tasks.flaky")]
-fn flaky(x: i64) -> Result<(i64, u32), braid_taskq::Retry> {
-    let retries = braid_taskq::current().map_or(0, |c| c.retries());
-    if retries == 0 {
-        return Err(braid_taskq::retry(Some(Duration::from_millis(200))));
-    }
-    Ok((x, retries))
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("BRAID_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/venv/bin/python")
-        });
-    let check = Command::new(&python)
-        .args(["-c", "import celery, redis; print(celery.__version__)"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "these tests need Python with Celery at {} (scripts/test installs it): {e}",
-                python.display()
-            )
-        });
-    assert!(
-        check.status.success(),
-        "these tests need Celery 5 in {} (scripts/test installs celery[redis]): {}",
-        python.display(),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    python
-}
-
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
+use common::{PythonWorker, output_within, python, scripts};
 
 struct Run {
     prefix: String,
@@ -109,74 +43,6 @@ fn python_command(run: &Run) -> Command {
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null());
     command
-}
-
-/// Runs a command to completion, killing it after `limit`.
-fn output_within(mut command: Command, limit: Duration) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(limit) {
-        Ok(output) => output.expect("wait for python"),
-        Err(_) => {
-            kill(pid);
-            panic!("the Python client did not finish within {limit:?}");
-        }
-    }
-}
-
-fn kill(pid: u32) {
-    let status = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    if let Err(e) = status {
-        eprintln!("could not kill {pid}: {e}");
-    }
-}
-
-/// A Python Celery worker, killed when dropped (also when a test fails).
-struct PythonWorker(Child);
-
-impl PythonWorker {
-    fn start(run: &Run, queue: &str) -> PythonWorker {
-        let child = python_command(run)
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "celery_app",
-                "worker",
-                "-Q",
-                queue,
-                "--pool",
-                "threads",
-                "-c",
-                "4",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                &format!("py-{queue}@localhost"),
-                "-l",
-                "warning",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the Python worker");
-        PythonWorker(child)
-    }
-}
-
-impl Drop for PythonWorker {
-    fn drop(&mut self) {
-        kill(self.0.id());
-        if let Err(e) = self.0.wait() {
-            eprintln!("could not reap the Python worker: {e}");
-        }
-    }
 }
 
 #[test]
@@ -235,7 +101,7 @@ fn braid_client_on_python_workers() {
     let app = App::new(&run.url, Some(&run.url)).unwrap();
     let py_queue = format!("py-{}", &run.prefix[14..24]);
     let rs_queue = format!("rs-{}", &run.prefix[14..24]);
-    let _python = PythonWorker::start(&run, &py_queue);
+    let _python = PythonWorker::start(python_command(&run), "celery_app", &py_queue);
     let braid = Worker::builder(&app)
         .queues([rs_queue.clone()])
         .concurrency(2)

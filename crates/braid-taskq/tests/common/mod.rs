@@ -1,0 +1,146 @@
+//! What the Celery interop tests share: the tasks Python's test apps call by name, the
+//! venv's Python, and helpers that run Python clients and workers without leaking them.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[braid_core::task(name = "tasks.add")]
+pub fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+#[braid_core::task(name = "tasks.mul")]
+pub fn mul(x: i64, y: i64) -> i64 {
+    x * y
+}
+
+#[braid_core::task(name = "tasks.xsum")]
+pub fn xsum(xs: Vec<i64>) -> i64 {
+    xs.iter().sum()
+}
+
+#[braid_core::task(name = "tasks.double")]
+pub fn double(x: i64) -> i64 {
+    2 * x
+}
+
+/// The error braid's `tasks.fail` returns: Python sees an exception of this name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TaskFailed(String);
+
+#[braid_core::task(name = "tasks.fail")]
+pub fn fail(message: String) -> Result<(), TaskFailed> {
+    Err(TaskFailed(message))
+}
+
+/// Retries once, then returns its argument and the retry count.
+#[braid_core::task(name = "tasks.flaky")]
+pub fn flaky(x: i64) -> Result<(i64, u32), braid_taskq::Retry> {
+    let retries = braid_taskq::current().map_or(0, |c| c.retries());
+    if retries == 0 {
+        return Err(braid_taskq::retry(Some(Duration::from_millis(200))));
+    }
+    Ok((x, retries))
+}
+
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("BRAID_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/venv/bin/python")
+        });
+    let check = Command::new(&python)
+        .args(["-c", "import celery, redis; print(celery.__version__)"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "these tests need Python with Celery at {} (scripts/test installs it): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        check.status.success(),
+        "these tests need Celery 5 in {} (scripts/test installs celery[redis]): {}",
+        python.display(),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    python
+}
+
+pub fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// Runs a command to completion, killing it after `limit`.
+pub fn output_within(mut command: Command, limit: Duration) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("wait for python"),
+        Err(_) => {
+            kill(pid);
+            panic!("the Python client did not finish within {limit:?}");
+        }
+    }
+}
+
+pub fn kill(pid: u32) {
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    if let Err(e) = status {
+        eprintln!("could not kill {pid}: {e}");
+    }
+}
+
+/// A Python Celery worker, killed when dropped (also when a test fails).
+pub struct PythonWorker(Child);
+
+impl PythonWorker {
+    /// Starts `celery -A app_module worker -Q queue` through `command` (Python with the
+    /// test's environment).
+    pub fn start(mut command: Command, app_module: &str, queue: &str) -> PythonWorker {
+        let child = command
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                app_module,
+                "worker",
+                "-Q",
+                queue,
+                "--pool",
+                "threads",
+                "-c",
+                "4",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                &format!("py-{queue}@localhost"),
+                "-l",
+                "warning",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Python worker");
+        PythonWorker(child)
+    }
+}
+
+impl Drop for PythonWorker {
+    fn drop(&mut self) {
+        kill(self.0.id());
+        if let Err(e) = self.0.wait() {
+            eprintln!("could not reap the Python worker: {e}");
+        }
+    }
+}
