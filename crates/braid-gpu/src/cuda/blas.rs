@@ -80,6 +80,8 @@ pub(crate) mod sealed {
 
 macro_rules! routines {
     ($t:ty, $axpy:ident, $dot:ident, $nrm2:ident, $asum:ident, $scal:ident) => {
+        // Each method's safety contract is the one `sealed::BlasRoutines` documents; the
+        // `// SAFETY:` comments inside say how each call meets it.
         impl sealed::BlasRoutines for $t {
             unsafe fn gemm(
                 blas: &CudaBlas,
