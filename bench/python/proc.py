@@ -15,6 +15,9 @@ import statistics
 import sys
 import time
 
+# The prime count of the threads suite, so both suites time the same work.
+from threads import count_part
+
 POOL = 2
 
 
@@ -142,38 +145,6 @@ def process_start(n):
         p.join()
         assert p.exitcode == 0, f"exit code {p.exitcode}"
     return (time.perf_counter() - start) / n * 1e3
-
-
-BLOCK = 1000
-
-
-def is_prime(x):
-    """Trial division by 2 and the odd numbers up to sqrt(x): braid's algorithm, step for step."""
-    if x < 2:
-        return False
-    if x < 4:
-        return True
-    if x % 2 == 0:
-        return False
-    d = 3
-    while d * d <= x:
-        if x % d == 0:
-            return False
-        d += 2
-    return True
-
-
-def count_part(n, parts, k):
-    """The primes below n in part k of parts: blocks k, k + parts, k + 2 parts, ..."""
-    count = 0
-    block = k
-    while block * BLOCK < n:
-        end = min((block + 1) * BLOCK, n)
-        for x in range(block * BLOCK, end):
-            if is_prime(x):
-                count += 1
-        block += parts
-    return count
 
 
 def cpu_scaling(n, workers, repeats):

@@ -11,7 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use braid_taskq::{App, CallOptions, Error, Signature, State, Worker, chain, group};
+use braid_taskq::{App, CallOptions, Error, State, Worker};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -169,25 +169,7 @@ fn braid_client_on_python_workers() {
         .unwrap();
     assert_eq!(later.get(WAIT).unwrap(), json!(42));
 
-    let on = |q: &str| CallOptions::new().queue(q);
-    let c = chain([
-        Signature::new("tasks.add", vec![json!(1), json!(2)]).set(on(&rs_queue)),
-        Signature::new("py.mul", vec![json!(10)]).set(on(&py_queue)),
-        Signature::new("tasks.add", vec![json!(5)]).set(on(&rs_queue)),
-    ]);
-    assert_eq!(app.apply(&c).unwrap().get(WAIT).unwrap(), json!(35));
-
-    let g = group([
-        Signature::new("py.add", vec![json!(1), json!(1)]).set(on(&py_queue)),
-        Signature::new("tasks.add", vec![json!(2), json!(2)]).set(on(&rs_queue)),
-    ]);
-    let values: Vec<i64> = app.apply_group(&g).unwrap().get(WAIT).unwrap();
-    assert_eq!(values, [2, 4]);
-    let ch = braid_taskq::chord(
-        (0..4).map(|i| Signature::new("py.add", vec![json!(i), json!(i)]).set(on(&py_queue))),
-        Signature::new("tasks.xsum", vec![]).set(on(&rs_queue)),
-    );
-    assert_eq!(app.apply(&ch).unwrap().get(WAIT).unwrap(), json!(12));
+    common::canvas_across_languages(&app, &rs_queue, &py_queue, WAIT);
 
     let stats = app
         .control("stats", json!({}), Duration::from_millis(1000), None)

@@ -164,7 +164,12 @@ fn send_noop(n: u64) -> Result<f64, CaseError> {
 
 /// Tasks per second a worker runs from a full queue, results stored and acknowledged.
 fn worker_noop(n: u64) -> Result<f64, CaseError> {
-    let app = app()?;
+    drain_noop(&app()?, "celery", n)
+}
+
+/// Tasks per second a worker on `queue` runs from a full queue (filled through the
+/// app's default queue), results stored and acknowledged.
+fn drain_noop(app: &App, queue: &str, n: u64) -> Result<f64, CaseError> {
     let mut last = None;
     let mut sent = 0;
     while sent < n {
@@ -176,7 +181,7 @@ fn worker_noop(n: u64) -> Result<f64, CaseError> {
         last = results.into_iter().last();
     }
     let started = Instant::now();
-    let w = worker(&app, "celery")?;
+    let w = worker(app, queue)?;
     let deadline = started + WAIT;
     loop {
         let stats = w.stats();
@@ -226,8 +231,12 @@ fn end_to_end_noop(n: u64) -> Result<f64, CaseError> {
 
 /// Microseconds per `delay().get()` with an idle worker.
 fn delay_get_roundtrip(n: u64) -> Result<f64, CaseError> {
-    let app = app()?;
-    let w = worker(&app, "celery")?;
+    noop_round_trips(&app()?, "celery", n)
+}
+
+/// Microseconds per `delay().get()` with an idle worker on `queue` (the app's default).
+fn noop_round_trips(app: &App, queue: &str, n: u64) -> Result<f64, CaseError> {
+    let w = worker(app, queue)?;
     app.delay(noop::task(), NoArgs)
         .map_err(wrong)?
         .get(WAIT)
@@ -270,56 +279,11 @@ fn amqp_app() -> Result<(App, String), CaseError> {
 /// Tasks per second a worker runs from a full RabbitMQ queue, results stored in Redis.
 fn amqp_worker_noop(n: u64) -> Result<f64, CaseError> {
     let (app, queue) = amqp_app()?;
-    let mut last = None;
-    let mut sent = 0;
-    while sent < n {
-        let batch = (n - sent).min(5_000);
-        let results = app
-            .delay_many(noop::task(), (0..batch).map(|_| NoArgs))
-            .map_err(wrong)?;
-        sent += results.len() as u64;
-        last = results.into_iter().last();
-    }
-    let started = Instant::now();
-    let w = worker(&app, &queue)?;
-    let deadline = started + WAIT;
-    loop {
-        let stats = w.stats();
-        if stats.processed >= n && stats.held == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(CaseError::Wrong(format!(
-                "only {} of {n} tasks ran",
-                stats.processed
-            )));
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let elapsed = started.elapsed();
-    w.shutdown();
-    if let Some(last) = last {
-        last.get(WAIT).map_err(wrong)?;
-    }
-    Ok(n as f64 / elapsed.as_secs_f64())
+    drain_noop(&app, &queue, n)
 }
 
 /// Microseconds per `delay().get()` over RabbitMQ with an idle worker.
 fn amqp_delay_get_roundtrip(n: u64) -> Result<f64, CaseError> {
     let (app, queue) = amqp_app()?;
-    let w = worker(&app, &queue)?;
-    app.delay(noop::task(), NoArgs)
-        .map_err(wrong)?
-        .get(WAIT)
-        .map_err(wrong)?;
-    let started = Instant::now();
-    for _ in 0..n {
-        app.delay(noop::task(), NoArgs)
-            .map_err(wrong)?
-            .get(WAIT)
-            .map_err(wrong)?;
-    }
-    let elapsed = started.elapsed();
-    w.shutdown();
-    Ok(elapsed.as_secs_f64() * 1e6 / n as f64)
+    noop_round_trips(&app, &queue, n)
 }

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use braid_taskq::{App, CallOptions, Signature, chain, group};
+use serde_json::json;
+
 #[braid_core::task(name = "tasks.add")]
 pub fn add(x: i64, y: i64) -> i64 {
     x + y
@@ -143,4 +146,30 @@ impl Drop for PythonWorker {
             eprintln!("could not reap the Python worker: {e}");
         }
     }
+}
+
+/// A chain, a group and a chord whose tasks alternate between braid workers on `rs_queue`
+/// and Python workers on `py_queue` (which run `py.add` and `py.mul`).
+pub fn canvas_across_languages(app: &App, rs_queue: &str, py_queue: &str, wait: Duration) {
+    // A chain across both: braid adds, Python multiplies, braid adds again.
+    let on = |q: &str| CallOptions::new().queue(q);
+    let c = chain([
+        Signature::new("tasks.add", vec![json!(1), json!(2)]).set(on(rs_queue)),
+        Signature::new("py.mul", vec![json!(10)]).set(on(py_queue)),
+        Signature::new("tasks.add", vec![json!(5)]).set(on(rs_queue)),
+    ]);
+    assert_eq!(app.apply(&c).unwrap().get(wait).unwrap(), json!(35));
+
+    // A group across both, and a chord whose header runs in Python and body in braid.
+    let g = group([
+        Signature::new("py.add", vec![json!(1), json!(1)]).set(on(py_queue)),
+        Signature::new("tasks.add", vec![json!(2), json!(2)]).set(on(rs_queue)),
+    ]);
+    let values: Vec<i64> = app.apply_group(&g).unwrap().get(wait).unwrap();
+    assert_eq!(values, [2, 4]);
+    let ch = braid_taskq::chord(
+        (0..4).map(|i| Signature::new("py.add", vec![json!(i), json!(i)]).set(on(py_queue))),
+        Signature::new("tasks.xsum", vec![]).set(on(rs_queue)),
+    );
+    assert_eq!(app.apply(&ch).unwrap().get(wait).unwrap(), json!(12));
 }
