@@ -39,7 +39,9 @@
 //! [`ThreadPool`]: https://docs.rs/braid-sync
 //! [`ProcessPool`]: https://docs.rs/braid-proc
 //! [`App`]: https://docs.rs/braid-taskq
-#![forbid(unsafe_code)]
+// Two hints in `strtable` (a cache prefetch and madvise for huge pages) need `unsafe`;
+// nothing else may.
+#![deny(unsafe_code)]
 
 mod error;
 mod input;
@@ -47,6 +49,7 @@ mod job;
 mod program;
 mod records;
 mod sort;
+mod strtable;
 mod task;
 mod tokenize;
 mod wordcount;

@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, Hash};
@@ -16,6 +16,7 @@ use serde::{Deserialize as De, Serialize as Ser};
 use crate::Result;
 use crate::program::Combiner;
 use crate::records::{RawReader, RecordWriter};
+use crate::strtable::{Found, MAX_KEY, Packed, StrTable};
 
 /// Write buffer of a run file.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -36,12 +37,26 @@ pub(crate) struct RunFile {
 /// met most often (which come first) are packed together at the front of `entries`:
 /// a lookup of a frequent key touches little memory. A key borrowed as `&str` is copied
 /// only on its first insert.
+///
+/// String keys emitted as `&str` ([`push_str`](MapBuffer::push_str)) are combined in
+/// their own table, [`StrTable`], which holds short keys inline and makes them `K`s only
+/// when it spills; it comes out already sorted.
 pub(crate) struct MapBuffer<K, V> {
     combiner: Option<Combiner<K, V>>,
     hasher: hashbrown::DefaultHashBuilder,
     /// Indices into `entries`.
     table: HashTable<u32>,
     entries: Vec<(K, V)>,
+    /// Keys pushed as `&str`, combined.
+    strings: StrTable<V>,
+    /// `&str` keys of up to 16 bytes pushed, not combined yet.
+    pending: VecDeque<PendingStr<K, V>>,
+    /// `K`s of combined pending keys, for reuse by the next ones.
+    spare_keys: Vec<K>,
+    /// How `&str` keys become `K`s (set by the first `push_str`).
+    str_keys: Option<StrKeys<K>>,
+    /// The key handed to the combiner for a `&str` key (its allocation reused).
+    str_key: Option<K>,
     /// Uncombined pairs: every pair without a combiner; with one, only the pairs that
     /// came after `entries` reached [`MAX_ENTRIES`].
     pairs: Vec<(K, V)>,
@@ -49,6 +64,48 @@ pub(crate) struct MapBuffer<K, V> {
     scratch: Vec<u8>,
     emitted: u64,
 }
+
+/// How `&str` keys become `K`s, for a buffer whose `K` is `String`.
+struct StrKeys<K> {
+    to_key: fn(&str) -> K,
+    /// Overwrites a `K` with a key, reusing its allocation.
+    refill: fn(&str, &mut K),
+}
+
+impl<K> Clone for StrKeys<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K> Copy for StrKeys<K> {}
+
+/// A `&str` key pushed, waiting for its table memory.
+struct PendingStr<K, V> {
+    packed: Packed,
+    hash: u64,
+    /// The key as a `K`, for the combiner.
+    key: K,
+    value: V,
+}
+
+impl<K> StrKeys<K> {
+    /// `key` as a `K` in `scratch`, for the combiner.
+    #[inline]
+    fn scratch<'a>(&self, scratch: &'a mut Option<K>, key: &str) -> &'a K {
+        match scratch {
+            Some(k) => {
+                (self.refill)(key, k);
+                k
+            }
+            None => scratch.insert((self.to_key)(key)),
+        }
+    }
+}
+
+/// `&str` keys whose lookups are in flight: each key's slot is prefetched when it is
+/// pushed, and it is combined `IN_FLIGHT` pushes later, by when the slot has usually
+/// arrived from memory.
+const IN_FLIGHT: usize = 10;
 
 /// The most combined entries a buffer indexes (the table's indices are `u32`); tiny in
 /// unit tests, to exercise what comes after.
@@ -61,6 +118,11 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
             hasher: hashbrown::DefaultHashBuilder::default(),
             table: HashTable::new(),
             entries: Vec::new(),
+            strings: StrTable::new(),
+            pending: VecDeque::with_capacity(IN_FLIGHT + 1),
+            spare_keys: Vec::with_capacity(IN_FLIGHT + 1),
+            str_keys: None,
+            str_key: None,
             pairs: Vec::new(),
             bytes: 0,
             scratch: Vec::new(),
@@ -123,6 +185,113 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
         }
     }
 
+    /// Pushes a pair whose key is text: with a combiner, a key met before costs no
+    /// allocation and, when up to 16 bytes long, no pointer chasing. Such keys are
+    /// combined a few pushes later, once the table memory they need, prefetched now,
+    /// has arrived.
+    #[inline]
+    pub(crate) fn push_str(&mut self, key: &str, value: V)
+    where
+        str: ToOwned<Owned = K>,
+    {
+        let Some(combine) = self.combiner.filter(|_| key.len() < MAX_KEY) else {
+            self.push_pair(key.to_owned(), value);
+            return;
+        };
+        let keys = StrKeys {
+            to_key: |s: &str| s.to_owned(),
+            refill: |s: &str, k: &mut K| s.clone_into(k),
+        };
+        self.str_keys = Some(keys);
+        self.emitted += 1;
+        let (packed, hash) = self.strings.pack(key.as_bytes());
+        if !packed.is_inline() {
+            match self.strings.find(key.as_bytes()) {
+                (Found::At(i), _) => {
+                    let k = keys.scratch(&mut self.str_key, key);
+                    match self.strings.value_mut(i) {
+                        Some(acc) => combine(k, acc, value),
+                        None => self.push_uncombined(key.to_owned(), value),
+                    }
+                }
+                (Found::Vacant(slot), hash) => {
+                    if self.strings.len() >= MAX_ENTRIES {
+                        self.push_uncombined(key.to_owned(), value);
+                    } else {
+                        self.bytes += self.str_cost(key.len(), &value);
+                        self.strings.insert(slot, hash, key.as_bytes(), value);
+                    }
+                }
+            }
+            return;
+        }
+        self.strings.prefetch(hash);
+        // Each pending key keeps a `K` copy for the combiner, made now that it is text.
+        let k = match self.spare_keys.pop() {
+            Some(mut k) => {
+                (keys.refill)(key, &mut k);
+                k
+            }
+            None => (keys.to_key)(key),
+        };
+        self.pending.push_back(PendingStr {
+            packed,
+            hash,
+            key: k,
+            value,
+        });
+        if self.pending.len() > IN_FLIGHT
+            && let Some(p) = self.pending.pop_front()
+        {
+            self.combine_inline(combine, p);
+        }
+    }
+
+    /// Combines every pending `&str` key.
+    fn flush_pending(&mut self) {
+        let Some(combine) = self.combiner else {
+            return;
+        };
+        while let Some(p) = self.pending.pop_front() {
+            self.combine_inline(combine, p);
+        }
+    }
+
+    /// Combines one pushed `&str` key of up to 16 bytes.
+    #[inline]
+    fn combine_inline(&mut self, combine: Combiner<K, V>, p: PendingStr<K, V>) {
+        match self.strings.find_inline(&p.packed, p.hash) {
+            Found::At(i) => match self.strings.value_mut(i) {
+                Some(acc) => {
+                    combine(&p.key, acc, p.value);
+                    self.spare_keys.push(p.key);
+                }
+                None => self.push_uncombined(p.key, p.value),
+            },
+            Found::Vacant(slot) => {
+                if self.strings.len() >= MAX_ENTRIES {
+                    self.push_uncombined(p.key, p.value);
+                } else {
+                    self.bytes += self.str_cost(p.packed.len(), &p.value);
+                    self.strings.insert_inline(slot, p.hash, p.packed, p.value);
+                    self.spare_keys.push(p.key);
+                }
+            }
+        }
+    }
+
+    /// What a new entry of `strings` costs: its serialised size and its place in the
+    /// table (with a long key's copy in the table's arena).
+    fn str_cost(&mut self, key_len: usize, value: &V) -> usize {
+        self.scratch.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        let encoded = postcard::to_extend(value, scratch).unwrap_or_default();
+        let value_len = encoded.len();
+        self.scratch = encoded;
+        let arena = if key_len > 16 { 2 * key_len } else { 0 };
+        key_len + 1 + value_len + arena + StrTable::<V>::entry_cost()
+    }
+
     /// Adds a key the combined entries do not hold yet.
     fn insert(&mut self, hash: u64, key: K, value: V) {
         if self.entries.len() >= MAX_ENTRIES {
@@ -142,6 +311,11 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
 
     fn push_pair(&mut self, key: K, value: V) {
         self.emitted += 1;
+        self.push_uncombined(key, value);
+    }
+
+    /// Keeps a pair, counted as emitted already, uncombined.
+    fn push_uncombined(&mut self, key: K, value: V) {
         self.bytes += self.cost(&key, &value);
         self.pairs.push((key, value));
     }
@@ -157,7 +331,63 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.pairs.is_empty()
+        self.entries.is_empty()
+            && self.strings.is_empty()
+            && self.pending.is_empty()
+            && self.pairs.is_empty()
+    }
+
+    /// Takes the entries of `strings` out as `K`s, sorted (a `String`'s order is its
+    /// bytes' order).
+    fn drain_strings(&mut self) -> Result<Vec<(K, V)>> {
+        self.flush_pending();
+        let mut out = Vec::with_capacity(self.strings.len());
+        let Some(StrKeys { to_key, .. }) = self.str_keys else {
+            return Ok(out);
+        };
+        let mut bad = false;
+        self.strings
+            .drain_sorted(|bytes, v| match std::str::from_utf8(bytes) {
+                Ok(s) => out.push((to_key(s), v)),
+                Err(_) => bad = true,
+            });
+        if bad {
+            // The table holds only what came in as `&str`.
+            return Err(crate::Error::Program(
+                "internal error: a combined string key is not UTF-8".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every combined pair, one per key: `entries`, and the keys of `strings` (combined
+    /// with an equal key of `entries`, if a program pushed a key both ways); and
+    /// whether they are sorted already (when they all came from `strings`).
+    fn drain_combined(&mut self) -> Result<(Vec<(K, V)>, bool)> {
+        let strings = self.drain_strings()?;
+        if self.entries.is_empty() {
+            self.table.clear();
+            return Ok((strings, true));
+        }
+        let mut combined = Vec::with_capacity(self.entries.len() + strings.len());
+        let mut rest = Vec::new();
+        match self.combiner {
+            Some(combine) => {
+                let (entries, hasher) = (&mut self.entries, &self.hasher);
+                for (k, v) in strings {
+                    let hash = hasher.hash_one(&k);
+                    match self.table.find(hash, |&i| entries[i as usize].0 == k) {
+                        Some(&i) => combine(&k, &mut entries[i as usize].1, v),
+                        None => rest.push((k, v)),
+                    }
+                }
+            }
+            None => rest = strings,
+        }
+        self.table.clear();
+        combined.append(&mut self.entries);
+        combined.extend(rest);
+        Ok((combined, false))
     }
 
     /// Writes everything buffered as one sorted run per partition (files
@@ -172,9 +402,16 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
         let mut parts: Vec<Vec<(K, V)>> = (0..partitions).map(|_| Vec::new()).collect();
         // Combined entries have one pair per key: an unstable sort gives one order.
         // Uncombined pairs keep the order they came in (after any combined entry).
+        let (combined, presorted) = match self.drain_combined() {
+            Ok(c) => c,
+            Err(e) => {
+                self.pairs.clear();
+                self.bytes = 0;
+                return Err(e);
+            }
+        };
         let sorted_unique = self.pairs.is_empty();
-        self.table.clear();
-        let drained = self.entries.drain(..).chain(self.pairs.drain(..));
+        let drained = combined.into_iter().chain(self.pairs.drain(..));
         let mut failure = None;
         for (k, v) in drained {
             match partition_of(&k) {
@@ -194,7 +431,10 @@ impl<K: Serialize + Ord + Hash, V: Serialize> MapBuffer<K, V> {
             if pairs.is_empty() {
                 continue;
             }
-            if sorted_unique {
+            if sorted_unique && presorted {
+                // Partitioning kept the order.
+                debug_assert!(pairs.is_sorted_by(|a, b| a.0 < b.0));
+            } else if sorted_unique {
                 pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             } else {
                 // Stable: equal keys keep the order they were emitted in.
@@ -368,10 +608,10 @@ mod tests {
         let mut runs = Vec::new();
         let mut run = 0;
         for (i, (k, v)) in pairs.iter().enumerate() {
-            if i % 2 == 0 {
-                buffer.push(k.clone(), *v);
-            } else {
-                buffer.push_ref(k.as_str(), *v);
+            match i % 3 {
+                0 => buffer.push(k.clone(), *v),
+                1 => buffer.push_ref(k.as_str(), *v),
+                _ => buffer.push_str(k, *v),
             }
             if (i + 1) % spill_every == 0 {
                 runs.extend(buffer.spill(dir.path(), run, 3, &partition).unwrap());

@@ -66,34 +66,86 @@ pub struct PythonSplit<'a> {
     pos: usize,
 }
 
-impl<'a> PythonSplit<'a> {
-    /// The length in bytes of the whitespace character at `i` (a char boundary), or 0 when
-    /// the character there is not whitespace.
-    #[inline]
-    fn space_len(bytes: &[u8], text: &str, i: usize) -> usize {
-        let b = bytes[i];
-        if b < 0x80 {
-            usize::from(ASCII_SPACE[b as usize])
-        } else if b == 0xc2 || b == 0xe1 || b == 0xe2 || b == 0xe3 {
-            // Every non-ASCII Python space starts with one of these lead bytes.
-            match text[i..].chars().next() {
-                Some(c) if is_python_whitespace(c) => c.len_utf8(),
-                _ => 0,
-            }
-        } else {
-            0
-        }
-    }
+/// Bytes that may start whitespace or are ASCII controls: every byte up to `0x20`, and
+/// the lead bytes `0xc2` and `0xe0..=0xe3` (every non-ASCII Python space starts with
+/// `0xc2`, `0xe1`, `0xe2` or `0xe3`). A word's other bytes are never whitespace.
+#[inline]
+fn special_mask(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Each term flags its lowest matching byte exactly (higher ones may be false
+    // alarms, which the precise check then clears), so the lowest flag of the union
+    // is the first special byte.
+    let below_21 = w.wrapping_sub(ONES * 0x21) & !w & HIGH;
+    let e = w ^ (ONES * 0xe0);
+    let e0_to_e3 = e.wrapping_sub(ONES * 4) & !e & HIGH;
+    let c = w ^ (ONES * 0xc2);
+    let c2 = c.wrapping_sub(ONES) & !c & HIGH;
+    below_21 | e0_to_e3 | c2
+}
 
-    /// The length of the (non-space) character at `i`.
-    #[inline]
-    fn char_len(b: u8) -> usize {
-        match b {
-            0x00..=0x7f => 1,
-            0xc0..=0xdf => 2,
-            0xe0..=0xef => 3,
-            _ => 4,
+/// Whether `b` is one of the bytes [`special_mask`] flags.
+#[inline]
+fn is_special(b: u8) -> bool {
+    b <= 0x20 || b == 0xc2 || (0xe0..=0xe3).contains(&b)
+}
+
+/// The length in bytes of the Python whitespace character at `i` (a char boundary),
+/// or 0 when the character there is not whitespace.
+#[inline]
+fn space_len(bytes: &[u8], i: usize) -> usize {
+    let b = bytes[i];
+    if b < 0x80 {
+        return usize::from(ASCII_SPACE[b as usize]);
+    }
+    let next = |k: usize| bytes.get(i + k).copied().unwrap_or(0);
+    match b {
+        // U+0085, U+00A0
+        0xc2 if matches!(next(1), 0x85 | 0xa0) => 2,
+        // U+1680
+        0xe1 if next(1) == 0x9a && next(2) == 0x80 => 3,
+        0xe2 => match (next(1), next(2)) {
+            // U+2000..=U+200A, U+2028, U+2029, U+202F
+            (0x80, 0x80..=0x8a | 0xa8 | 0xa9 | 0xaf) => 3,
+            // U+205F
+            (0x81, 0x9f) => 3,
+            _ => 0,
+        },
+        // U+3000
+        0xe3 if next(1) == 0x80 && next(2) == 0x80 => 3,
+        _ => 0,
+    }
+}
+
+/// The end of the word that starts at `i` (not whitespace): the index of the next
+/// whitespace character, or the text's length. Looks at 8 bytes at a time.
+#[inline]
+fn word_end(bytes: &[u8], mut i: usize) -> usize {
+    let len = bytes.len();
+    loop {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let m = special_mask(u64::from_le_bytes(w));
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            i += (m.trailing_zeros() / 8) as usize;
+        } else {
+            while i < len && !is_special(bytes[i]) {
+                i += 1;
+            }
+            if i == len {
+                return len;
+            }
         }
+        if space_len(bytes, i) != 0 {
+            return i;
+        }
+        // A control character or a non-space character with a flagged lead byte; its
+        // continuation bytes are never flagged.
+        i += 1;
     }
 }
 
@@ -112,30 +164,18 @@ impl<'a> Iterator for PythonSplit<'a> {
                 self.pos = len;
                 return None;
             }
-            let n = Self::space_len(bytes, text, i);
+            let n = space_len(bytes, i);
             if n == 0 {
                 break;
             }
             i += n;
         }
         let start = i;
-        // Take the word.
-        while i < len {
-            let b = bytes[i];
-            if b < 0x80 {
-                if ASCII_SPACE[b as usize] {
-                    break;
-                }
-                i += 1;
-            } else {
-                if Self::space_len(bytes, text, i) != 0 {
-                    break;
-                }
-                i += Self::char_len(b);
-            }
-        }
-        self.pos = i;
-        Some(&text[start..i])
+        let end = word_end(bytes, i);
+        self.pos = end;
+        // Both ends are character boundaries (a whitespace character's start, or the
+        // end), so this never fails.
+        text.get(start..end)
     }
 }
 
@@ -197,9 +237,27 @@ mod tests {
             Just("é".to_string()),
             Just("日本".to_string()),
             "[a-z]{1,5}",
+            "[a-zé日\u{1f}\u{85}\u{e00}]{6,24}",
             any::<char>().prop_map(String::from),
         ];
         proptest::collection::vec(pieces, 0..40).prop_map(|v| v.concat())
+    }
+
+    #[test]
+    fn every_whitespace_character_is_recognised_in_place() {
+        for c in (0..=0x10ffffu32).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            let expected = if is_python_whitespace(c) {
+                vec!["a", "b"]
+            } else {
+                vec![text.as_str()]
+            };
+            assert_eq!(python_split(&text).collect::<Vec<_>>(), expected, "{c:?}");
+            // Long words take the 8-byte path.
+            let text = format!("abcdefghij{c}klmnopqrstu");
+            let n = python_split(&text).count();
+            assert_eq!(n, if is_python_whitespace(c) { 2 } else { 1 }, "{c:?}");
+        }
     }
 
     proptest! {

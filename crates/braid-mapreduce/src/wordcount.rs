@@ -22,7 +22,7 @@ impl MapReduce for WordCount {
 
     fn map(&self, record: Record<'_>, emit: &mut Emitter<'_, String, u64>) -> Result<(), BoxError> {
         for word in python_split(record.text()) {
-            emit.emit_ref(word, 1);
+            emit.emit_str(word, 1);
         }
         Ok(())
     }
