@@ -31,6 +31,25 @@ fn check_op<T: Element>(op: &Op<T>, send: &[T]) -> Result<()> {
     Ok(())
 }
 
+/// Buffers of at least this many bytes are all-reduced by halves (each rank combines a
+/// share) rather than whole (each rank combines everything).
+const HALVING_BYTES: usize = 64 << 10;
+
+/// Two disjoint ranges of `buf`, both mutable.
+fn disjoint_mut<T>(
+    buf: &mut [T],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&mut [T], &mut [T]) {
+    if a.end <= b.start {
+        let (low, high) = buf.split_at_mut(b.start);
+        (&mut low[a], &mut high[..b.len()])
+    } else {
+        let (low, high) = buf.split_at_mut(a.start);
+        (&mut high[..a.len()], &mut low[b])
+    }
+}
+
 fn round_trip<T: Serialize + DeserializeOwned>(value: &T, rank: usize) -> Result<T> {
     decode(rank, TAG, &encode(value)?)
 }
@@ -59,8 +78,9 @@ impl Comm {
     }
 
     /// Receives `acc.len()` elements from `source` and combines them into `acc` with `op`
-    /// as they arrive (through a small staging buffer, not a full-size copy); with `send`,
-    /// sends that buffer to `source` at the same time.
+    /// as they arrive (where they lie in shared memory, with no copy); with `send`, sends
+    /// that buffer to `source` at the same time. With `init`, each piece of `acc` is
+    /// first set from `init` (a fused copy: `acc = init op received`).
     fn coll_recv_fold<T: Element>(
         &self,
         acc: &mut [T],
@@ -68,15 +88,22 @@ impl Comm {
         op: &Op<T>,
         acc_is_left: bool,
         send: Option<&[T]>,
+        init: Option<&[T]>,
     ) -> Result<()> {
         let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
         let len = acc.len();
+        if init.is_some_and(|init| init.len() != len) {
+            return Err(Error::invalid("reduction operands of different lengths"));
+        }
         let byte_len = std::mem::size_of_val(acc);
         let mut fold = |offset: usize, bytes: &[u8]| -> Result<()> {
             let chunk: &[T] = bytemuck::try_cast_slice(bytes)
                 .map_err(|e| Error::invalid(format!("reduction chunk: {e}")))?;
-            let start = offset / size_of::<T>();
-            op.apply(&mut acc[start..start + chunk.len()], chunk, acc_is_left)
+            let range = offset / size_of::<T>()..offset / size_of::<T>() + chunk.len();
+            if let Some(init) = init {
+                acc[range.clone()].copy_from_slice(&init[range.clone()]);
+            }
+            op.apply(&mut acc[range], chunk, acc_is_left)
         };
         let sink = DirectSink::Fold {
             len: byte_len,
@@ -104,6 +131,9 @@ impl Comm {
             }
             let mut values = vec![T::zeroed(); len];
             bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(&msg.data);
+            if let Some(init) = init {
+                acc.copy_from_slice(init);
+            }
             op.apply(acc, &values, acc_is_left)?;
         }
         Ok(())
@@ -218,6 +248,7 @@ impl Comm {
 
     /// Waits until every rank of the communicator has called it (`comm.barrier()`).
     pub fn barrier(&self) -> Result<()> {
+        on_mpi!(self, m => m.barrier());
         let n = self.size();
         let r = self.rank();
         let mut k = 1;
@@ -236,6 +267,7 @@ impl Comm {
         value: Option<T>,
         root: usize,
     ) -> Result<T> {
+        on_mpi!(self, m => m.bcast(value, root));
         self.check_root(root)?;
         let (parent, children) = self.tree(root);
         let (value, bytes) = match parent {
@@ -259,6 +291,7 @@ impl Comm {
     /// Broadcasts `buf` from `root` into every rank's `buf` of the same length
     /// (`comm.Bcast(buf, root)`).
     pub fn bcast_buf<T: Element>(&self, buf: &mut [T], root: usize) -> Result<()> {
+        on_mpi!(self, m => m.bcast_buf(buf, root));
         self.check_root(root)?;
         let (parent, children) = self.tree(root);
         if let Some(parent) = parent {
@@ -277,6 +310,7 @@ impl Comm {
         values: Option<Vec<T>>,
         root: usize,
     ) -> Result<T> {
+        on_mpi!(self, m => m.scatter(values, root));
         self.check_root(root)?;
         if self.rank() != root {
             return self.coll_recv(root);
@@ -310,6 +344,7 @@ impl Comm {
         value: &T,
         root: usize,
     ) -> Result<Option<Vec<T>>> {
+        on_mpi!(self, m => m.gather(value, root));
         self.check_root(root)?;
         if self.rank() != root {
             self.coll_send(&encode(value)?, root)?;
@@ -328,6 +363,7 @@ impl Comm {
 
     /// Gathers one value from each rank at every rank (`comm.allgather(value)`).
     pub fn allgather<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
+        on_mpi!(self, m => m.allgather(value));
         let bytes = encode(value)?;
         let me = self.rank();
         let mut sends = Vec::new();
@@ -349,6 +385,7 @@ impl Comm {
     /// Sends `values[j]` to rank `j` and returns what each rank sent here, in rank order
     /// (`comm.alltoall(values)`).
     pub fn alltoall<T: Serialize + DeserializeOwned>(&self, values: Vec<T>) -> Result<Vec<T>> {
+        on_mpi!(self, m => m.alltoall(values));
         let n = self.size();
         if values.len() != n {
             return Err(Error::invalid(format!(
@@ -389,6 +426,7 @@ impl Comm {
         recv: &mut [T],
         root: usize,
     ) -> Result<()> {
+        on_mpi!(self, m => m.scatter_buf(send, recv, root));
         let k = recv.len();
         let counts = vec![k; self.size()];
         let displs: Vec<usize> = (0..self.size()).map(|i| i * k).collect();
@@ -404,6 +442,7 @@ impl Comm {
         recv: &mut [T],
         root: usize,
     ) -> Result<()> {
+        on_mpi!(self, m => m.scatterv_buf(send, recv, root));
         self.check_root(root)?;
         if self.rank() != root {
             return self.coll_recv_buf(recv, root, "scatter");
@@ -467,6 +506,7 @@ impl Comm {
         recv: Option<&mut [T]>,
         root: usize,
     ) -> Result<()> {
+        on_mpi!(self, m => m.gather_buf(send, recv, root));
         let k = send.len();
         let counts = vec![k; self.size()];
         let displs: Vec<usize> = (0..self.size()).map(|i| i * k).collect();
@@ -481,6 +521,7 @@ impl Comm {
         recv: Option<(&mut [T], &[usize], &[usize])>,
         root: usize,
     ) -> Result<()> {
+        on_mpi!(self, m => m.gatherv_buf(send, recv, root));
         self.check_root(root)?;
         if self.rank() != root {
             return self.coll_send_buf(send, root);
@@ -507,6 +548,7 @@ impl Comm {
 
     /// Gathers equal blocks from every rank into every rank's `recv` (`comm.Allgather`).
     pub fn allgather_buf<T: Element>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
+        on_mpi!(self, m => m.allgather_buf(send, recv));
         let k = send.len();
         let counts = vec![k; self.size()];
         let displs: Vec<usize> = (0..self.size()).map(|i| i * k).collect();
@@ -522,6 +564,7 @@ impl Comm {
         counts: &[usize],
         displs: &[usize],
     ) -> Result<()> {
+        on_mpi!(self, m => m.allgatherv_buf(send, recv, counts, displs));
         let blocks = self.blocks(recv.len(), counts, displs)?;
         let me = self.rank();
         if blocks[me].len() != send.len() {
@@ -548,6 +591,7 @@ impl Comm {
     /// Sends block `j` of `send` to rank `j` and receives rank `j`'s block into block `j`
     /// of `recv` (`comm.Alltoall`); both hold `size` equal blocks.
     pub fn alltoall_buf<T: Element>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
+        on_mpi!(self, m => m.alltoall_buf(send, recv));
         let n = self.size();
         if send.len() != recv.len() || !send.len().is_multiple_of(n) {
             return Err(Error::invalid(format!(
@@ -581,6 +625,7 @@ impl Comm {
         op: Op<T>,
         root: usize,
     ) -> Result<Option<T>> {
+        on_mpi!(self, m => m.reduce(value, op, root));
         self.check_root(root)?;
         if self.rank() != root {
             self.coll_send(&encode(value)?, root)?;
@@ -612,6 +657,7 @@ impl Comm {
         value: &T,
         op: Op<T>,
     ) -> Result<T> {
+        on_mpi!(self, m => m.allreduce(value, op));
         let reduced = self.reduce(value, op, 0);
         let shared: Outcome<T> = match (self.rank(), reduced) {
             (0, Ok(value)) => self.bcast(
@@ -636,6 +682,7 @@ impl Comm {
         value: &T,
         op: Op<T>,
     ) -> Result<T> {
+        on_mpi!(self, m => m.scan(value, op));
         let r = self.rank();
         let result: Result<T> = if r == 0 {
             round_trip(value, r)
@@ -654,6 +701,7 @@ impl Comm {
         value: &T,
         op: Op<T>,
     ) -> Result<Option<T>> {
+        on_mpi!(self, m => m.exscan(value, op));
         let r = self.rank();
         let prefix_bytes = if r == 0 {
             None
@@ -694,6 +742,7 @@ impl Comm {
         op: Op<T>,
         root: usize,
     ) -> Result<()> {
+        on_mpi!(self, m => m.reduce_buf(send, recv, op, root));
         check_op(&op, send)?;
         self.check_root(root)?;
         if self.rank() != root {
@@ -707,26 +756,38 @@ impl Comm {
                 acc.len()
             )));
         }
+        // `acc` holds v0 op ... op v(i-1) once `started`, except that the root's own
+        // value is copied in fused with the next fold (`init`).
+        let mut started = false;
+        let mut init = None;
         for i in 0..self.size() {
-            if i == 0 {
-                if root == 0 {
-                    acc.copy_from_slice(send);
+            if i == root {
+                if started {
+                    op.apply(acc, send, true)?;
                 } else {
-                    self.coll_recv_buf(acc, 0, "reduce")?;
+                    init = Some(send);
+                    started = true;
                 }
-            } else if i == root {
-                op.apply(acc, send, true)?;
+            } else if !started {
+                self.coll_recv_buf(acc, i, "reduce")?;
+                started = true;
             } else {
-                self.coll_recv_fold(acc, i, &op, true, None)?;
+                self.coll_recv_fold(acc, i, &op, true, None, init.take())?;
             }
+        }
+        if let Some(init) = init {
+            acc.copy_from_slice(init);
         }
         Ok(())
     }
 
     /// Like [`Comm::reduce_buf`], with the result in every rank's `recv`
-    /// (`comm.Allreduce`). On a power-of-two number of ranks it exchanges halves of the
-    /// work pairwise (recursive doubling); otherwise it reduces to rank 0 and broadcasts.
+    /// (`comm.Allreduce`). On a power-of-two number of ranks, a small buffer is exchanged
+    /// whole pairwise (recursive doubling) and a large one by halves: each rank combines
+    /// its share (recursive halving), then the shares are gathered back; otherwise it
+    /// reduces to rank 0 and broadcasts. Every algorithm keeps rank order.
     pub fn allreduce_buf<T: Element>(&self, send: &[T], recv: &mut [T], op: Op<T>) -> Result<()> {
+        on_mpi!(self, m => m.allreduce_buf(send, recv, op));
         check_op(&op, send)?;
         if send.len() != recv.len() {
             return Err(Error::invalid(format!(
@@ -740,14 +801,17 @@ impl Comm {
             self.reduce_buf(send, (self.rank() == 0).then_some(&mut *recv), op, 0)?;
             return self.bcast_buf(recv, 0);
         }
-        recv.copy_from_slice(send);
         if n == 1 {
+            recv.copy_from_slice(send);
             return Ok(());
+        }
+        if std::mem::size_of_val(send) >= HALVING_BYTES {
+            return self.allreduce_halving(send, recv, &op);
         }
         let me = self.rank();
         // The first exchange sends `send` itself; later ones a copy of the partial result,
         // since `recv` changes while it is combined with what arrives.
-        self.coll_recv_fold(recv, me ^ 1, &op, me ^ 1 > me, Some(send))?;
+        self.coll_recv_fold(recv, me ^ 1, &op, me ^ 1 > me, Some(send), Some(send))?;
         if n == 2 {
             return Ok(());
         }
@@ -757,16 +821,77 @@ impl Comm {
                 let partner = me ^ mask;
                 copy.copy_from_slice(recv);
                 // The partner's block of ranks comes before ours when it is lower.
-                self.coll_recv_fold(recv, partner, &op, partner > me, Some(copy))?;
+                self.coll_recv_fold(recv, partner, &op, partner > me, Some(copy), None)?;
                 mask <<= 1;
             }
             Ok(())
         })
     }
 
+    /// Allreduce on a power-of-two number of ranks by recursive halving, then recursive
+    /// doubling: at step `mask` a rank keeps half of its range, sends the other half to
+    /// `rank ^ mask` and combines what comes back into the half it kept (the lower block
+    /// of ranks on the left, so that the order of ranks holds); then each rank sends its
+    /// finished range back up the same steps.
+    fn allreduce_halving<T: Element>(&self, send: &[T], recv: &mut [T], op: &Op<T>) -> Result<()> {
+        let n = self.size();
+        let me = self.rank();
+        let mut parents = Vec::new();
+        let mut range = 0..send.len();
+        let mut mask = 1;
+        while mask < n {
+            let partner = me ^ mask;
+            let mid = range.start + range.len() / 2;
+            let (keep, give) = if me & mask == 0 {
+                (range.start..mid, mid..range.end)
+            } else {
+                (mid..range.end, range.start..mid)
+            };
+            let left = partner > me;
+            if mask == 1 {
+                self.coll_recv_fold(
+                    &mut recv[keep.clone()],
+                    partner,
+                    op,
+                    left,
+                    Some(&send[give]),
+                    Some(&send[keep.clone()]),
+                )?;
+            } else {
+                let (acc, out) = disjoint_mut(recv, keep.clone(), give);
+                self.coll_recv_fold(acc, partner, op, left, Some(out), None)?;
+            }
+            parents.push(range);
+            range = keep;
+            mask <<= 1;
+        }
+        while let Some(parent) = parents.pop() {
+            mask >>= 1;
+            let partner = me ^ mask;
+            let theirs = if range.start == parent.start {
+                range.end..parent.end
+            } else {
+                parent.start..range.start
+            };
+            let want = theirs.len();
+            let (into, mine) = disjoint_mut(recv, theirs, range);
+            let pattern = self.pattern(Source::Rank(partner), TagMatch::Tag(TAG), true)?;
+            let status = self.exchange(&*mine, partner, TAG, true, into, pattern)?;
+            if status.count() != want {
+                return Err(Error::invalid(format!(
+                    "allreduce: rank {partner} sent {} elements where {want} were expected",
+                    status.count()
+                )));
+            }
+            range = parent;
+        }
+        Ok(())
+    }
+
     /// Inclusive prefix reduction of buffers (`comm.Scan`): rank `i`'s `recv` gets
     /// `send0 op ... op sendi`, element by element.
     pub fn scan_buf<T: Element>(&self, send: &[T], recv: &mut [T], op: Op<T>) -> Result<()> {
+        on_mpi!(self, m => m.scan_buf(send, recv, op));
         check_op(&op, send)?;
         if send.len() != recv.len() {
             return Err(Error::invalid("scan: send and recv differ in length"));
@@ -787,6 +912,7 @@ impl Comm {
     /// Exclusive prefix reduction of buffers (`comm.Exscan`): rank `i > 0`'s `recv` gets
     /// `send0 op ... op send(i-1)`; rank 0's `recv` is left as it is.
     pub fn exscan_buf<T: Element>(&self, send: &[T], recv: &mut [T], op: Op<T>) -> Result<()> {
+        on_mpi!(self, m => m.exscan_buf(send, recv, op));
         check_op(&op, send)?;
         if send.len() != recv.len() {
             return Err(Error::invalid("exscan: send and recv differ in length"));

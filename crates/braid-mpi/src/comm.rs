@@ -53,9 +53,27 @@ pub struct Status {
     tag: i32,
     bytes: usize,
     element: Option<ElementKind>,
+    object: bool,
 }
 
 impl Status {
+    #[cfg(feature = "mpi")]
+    pub(crate) fn new(
+        source: usize,
+        tag: i32,
+        bytes: usize,
+        element: Option<ElementKind>,
+        object: bool,
+    ) -> Status {
+        Status {
+            source,
+            tag,
+            bytes,
+            element,
+            object,
+        }
+    }
+
     /// The sender's rank in the communicator (`status.Get_source()`).
     pub fn source(&self) -> usize {
         self.source
@@ -67,7 +85,9 @@ impl Status {
     }
 
     /// The number of elements of a buffer message, or the encoded bytes of an object
-    /// (`status.Get_count()`).
+    /// (`status.Get_count()`). On the Open MPI backend a probed buffer's element type is
+    /// not known ([`Status::element`] is `None`), so this counts its bytes there; use
+    /// [`Status::count_of`].
     pub fn count(&self) -> usize {
         match self.element {
             Some(kind) => self.bytes / kind_size(kind),
@@ -75,19 +95,28 @@ impl Status {
         }
     }
 
+    /// The number of elements of type `T` the payload holds, `None` when its bytes are not
+    /// a whole number of them (`status.Get_count(datatype)`).
+    pub fn count_of<T: Element>(&self) -> Option<usize> {
+        self.bytes
+            .is_multiple_of(size_of::<T>())
+            .then(|| self.bytes / size_of::<T>())
+    }
+
     /// The payload's size in bytes.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// The element type of a buffer message; `None` for an object.
+    /// The element type of a buffer message; `None` for an object, and on the Open MPI
+    /// backend for a buffer seen by a probe (MPI messages do not carry their type).
     pub fn element(&self) -> Option<ElementKind> {
         self.element
     }
 
     /// Whether the message is an object (sent with `send`, not `send_buf`).
     pub fn is_object(&self) -> bool {
-        self.element.is_none()
+        self.object
     }
 }
 
@@ -130,15 +159,45 @@ pub(crate) struct CommInner {
 /// ```
 #[derive(Clone)]
 pub struct Comm {
-    pub(crate) inner: Arc<CommInner>,
+    backend: Backend,
+}
+
+/// Where a communicator's messages travel.
+#[derive(Clone)]
+enum Backend {
+    /// This crate's shared memory.
+    Native(Arc<CommInner>),
+    /// An MPI library (`mpirun`).
+    #[cfg(feature = "mpi")]
+    OpenMpi(Arc<crate::openmpi::MpiComm>),
+}
+
+/// The backend a communicator runs on ([`Comm::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// This crate's shared-memory backend (`braid run`, [`launch`](crate::launch),
+    /// [`run_threads`](crate::run_threads)).
+    Native,
+    /// Open MPI (or another MPI library) under `mpirun`: the cargo feature `mpi`.
+    OpenMpi,
 }
 
 impl std::fmt::Debug for Comm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = self.mpi() {
+            return f
+                .debug_struct("Comm")
+                .field("backend", &"Open MPI")
+                .field("rank", &mpi.rank())
+                .field("size", &mpi.size())
+                .finish();
+        }
         f.debug_struct("Comm")
-            .field("id", &self.inner.id)
-            .field("rank", &self.inner.rank)
-            .field("size", &self.inner.members.len())
+            .field("id", &self.inner().id)
+            .field("rank", &self.inner().rank)
+            .field("size", &self.inner().members.len())
             .finish()
     }
 }
@@ -167,22 +226,59 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 }
 
 impl Comm {
+    /// The native backend's state; every public method dispatches Open MPI
+    /// communicators before it gets here.
+    pub(crate) fn inner(&self) -> &CommInner {
+        match &self.backend {
+            Backend::Native(inner) => inner,
+            #[cfg(feature = "mpi")]
+            Backend::OpenMpi(_) => {
+                unreachable!("a native call on an Open MPI communicator")
+            }
+        }
+    }
+
+    /// The Open MPI communicator, when this is one.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn mpi(&self) -> Option<&crate::openmpi::MpiComm> {
+        match &self.backend {
+            Backend::OpenMpi(mpi) => Some(mpi),
+            Backend::Native(_) => None,
+        }
+    }
+
+    #[cfg(feature = "mpi")]
+    pub(crate) fn open_mpi(comm: crate::openmpi::MpiComm) -> Comm {
+        Comm {
+            backend: Backend::OpenMpi(Arc::new(comm)),
+        }
+    }
+
+    /// Which backend this communicator runs on.
+    pub fn backend(&self) -> BackendKind {
+        match &self.backend {
+            Backend::Native(_) => BackendKind::Native,
+            #[cfg(feature = "mpi")]
+            Backend::OpenMpi(_) => BackendKind::OpenMpi,
+        }
+    }
+
     pub(crate) fn world(engine: Engine) -> Comm {
         let size = engine.size();
         let rank = engine.rank();
         Comm {
-            inner: Arc::new(CommInner {
+            backend: Backend::Native(Arc::new(CommInner {
                 engine: Arc::new(Mutex::new(engine)),
                 id: 0,
                 rank,
                 members: (0..size).collect(),
                 lookup: (0..size).map(Some).collect(),
-            }),
+            })),
         }
     }
 
     pub(crate) fn derived(&self, id: u32, members: Vec<usize>) -> Option<Comm> {
-        let world_size = self.inner.lookup.len();
+        let world_size = self.inner().lookup.len();
         let me = self.world_rank();
         let rank = members.iter().position(|m| *m == me)?;
         let mut lookup = vec![None; world_size];
@@ -190,33 +286,36 @@ impl Comm {
             lookup[*m] = Some(i);
         }
         Some(Comm {
-            inner: Arc::new(CommInner {
-                engine: Arc::clone(&self.inner.engine),
+            backend: Backend::Native(Arc::new(CommInner {
+                engine: Arc::clone(&self.inner().engine),
                 id,
                 rank,
                 members,
                 lookup,
-            }),
+            })),
         })
     }
 
     /// This rank's number in the communicator, `0..size` (`comm.Get_rank()`).
     pub fn rank(&self) -> usize {
-        self.inner.rank
+        on_mpi!(self, m => m.rank());
+        self.inner().rank
     }
 
     /// How many ranks the communicator has (`comm.Get_size()`).
     pub fn size(&self) -> usize {
-        self.inner.members.len()
+        on_mpi!(self, m => m.size());
+        self.inner().members.len()
     }
 
     /// This rank's number in the world communicator.
     pub fn world_rank(&self) -> usize {
-        self.inner.members[self.inner.rank]
+        on_mpi!(self, m => m.world_rank());
+        self.inner().members[self.inner().rank]
     }
 
     pub(crate) fn to_world(&self, rank: usize) -> Result<usize> {
-        self.inner.members.get(rank).copied().ok_or_else(|| {
+        self.inner().members.get(rank).copied().ok_or_else(|| {
             Error::invalid(format!(
                 "rank {rank} is outside a communicator of {} ranks",
                 self.size()
@@ -225,7 +324,7 @@ impl Comm {
     }
 
     pub(crate) fn comm_rank_of(&self, world: usize) -> usize {
-        self.inner
+        self.inner()
             .lookup
             .get(world)
             .copied()
@@ -242,6 +341,7 @@ impl Comm {
                 Kind::Object => None,
                 Kind::Buffer => ElementKind::from_code(hdr.elem),
             },
+            object: hdr.kind == Kind::Object,
         }
     }
 
@@ -255,7 +355,7 @@ impl Comm {
     }
 
     fn ctx(&self, collective: bool) -> u32 {
-        self.inner.id * 2 + u32::from(collective)
+        self.inner().id * 2 + u32::from(collective)
     }
 
     pub(crate) fn pattern(
@@ -302,7 +402,7 @@ impl Comm {
     }
 
     pub(crate) fn engine(&self) -> parking_lot::MutexGuard<'_, Engine> {
-        self.inner.engine.lock()
+        self.inner().engine.lock()
     }
 
     /// Sends raw bytes (internal: collectives use `collective = true`).
@@ -404,9 +504,15 @@ impl Comm {
     /// Sends any serde value to rank `dest` with `tag` (`comm.send(obj, dest, tag)`).
     /// Returns once the message is in shared memory (it never waits for the receive).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T, dest: usize, tag: i32) -> Result<()> {
+        on_mpi!(self, m => m.send(value, dest, tag));
         Self::check_tag(tag)?;
-        let bytes = encode(value)?;
-        self.send_raw(Kind::Object, 0, &bytes, dest, tag, false)
+        let dst = self.to_world(dest)?;
+        let hdr = self.header(Kind::Object, 0, tag, 0, false);
+        self.engine()
+            .send_encoded(dst, hdr, |buf| {
+                postcard::to_extend(value, buf).map_err(|e| Error::Encode(e.to_string()))
+            })
+            .map_err(|e| self.error_in_comm(e))
     }
 
     /// Receives a value (`comm.recv(source, tag)`), waiting for it. A message of another
@@ -425,14 +531,28 @@ impl Comm {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
     ) -> Result<(T, Status)> {
+        on_mpi!(self, m => m.recv(source.into(), tag.into()));
         let pattern = self.pattern(source.into(), tag.into(), false)?;
-        let msg = self.recv_raw(pattern)?;
-        self.take_object(msg)
+        let mut value = None;
+        let mut decode_here = |src: usize, hdr: &Header, bytes: &[u8]| -> Result<()> {
+            value = Some(decode(self.comm_rank_of(src), hdr.tag, bytes)?);
+            Ok(())
+        };
+        let got = self
+            .engine()
+            .recv_direct(pattern, 0, DirectSink::Object(&mut decode_here))
+            .map_err(|e| self.error_in_comm(e))?;
+        match (got, value) {
+            (Ok((src, hdr)), Some(value)) => Ok((value, self.status_of(src, &hdr))),
+            (Err(msg), _) => self.take_object(msg),
+            (Ok(_), None) => Err(Error::invalid("an object receive completed with no value")),
+        }
     }
 
     /// Sends a typed buffer (`comm.Send(buf, dest, tag)`), straight from `buf` into shared
     /// memory.
     pub fn send_buf<T: Element>(&self, buf: &[T], dest: usize, tag: i32) -> Result<()> {
+        on_mpi!(self, m => m.send_buf(buf, dest, tag));
         Self::check_tag(tag)?;
         self.send_raw(
             Kind::Buffer,
@@ -454,6 +574,7 @@ impl Comm {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
     ) -> Result<Status> {
+        on_mpi!(self, m => m.recv_buf(buf, source.into(), tag.into()));
         let pattern = self.pattern(source.into(), tag.into(), false)?;
         self.recv_buf_pattern(buf, pattern)
     }
@@ -499,6 +620,7 @@ impl Comm {
         dest: usize,
         tag: i32,
     ) -> Result<Request<()>> {
+        on_mpi!(self, m => Ok(Request::mpi(self.clone(), m.isend(value, dest, tag)?)));
         Self::check_tag(tag)?;
         let bytes = encode(value)?;
         let dst = self.to_world(dest)?;
@@ -510,6 +632,7 @@ impl Comm {
     /// Starts sending a typed buffer (`comm.Isend`); what does not fit in shared memory
     /// at once is copied, so `buf` is free when this returns.
     pub fn isend_buf<T: Element>(&self, buf: &[T], dest: usize, tag: i32) -> Result<Request<()>> {
+        on_mpi!(self, m => Ok(Request::mpi(self.clone(), m.isend_buf(buf, dest, tag)?)));
         Self::check_tag(tag)?;
         let dst = self.to_world(dest)?;
         let bytes: &[u8] = bytemuck::cast_slice(buf);
@@ -524,6 +647,7 @@ impl Comm {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
     ) -> Result<Request<T>> {
+        on_mpi!(self, m => Ok(Request::mpi(self.clone(), m.irecv(source.into(), tag.into())?)));
         let pattern = self.pattern(source.into(), tag.into(), false)?;
         let id = self.engine().irecv(pattern)?;
         Ok(Request::recv_obj(self.clone(), id))
@@ -537,6 +661,7 @@ impl Comm {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
     ) -> Result<Request<Vec<T>>> {
+        on_mpi!(self, m => Ok(Request::mpi(self.clone(), m.irecv_buf(capacity, source.into(), tag.into())?)));
         let pattern = self.pattern(source.into(), tag.into(), false)?;
         let id = self.engine().irecv(pattern)?;
         Ok(Request::recv_buf(self.clone(), id, capacity))
@@ -552,6 +677,7 @@ impl Comm {
         source: impl Into<Source>,
         recvtag: impl Into<TagMatch>,
     ) -> Result<U> {
+        on_mpi!(self, m => m.sendrecv(value, dest, sendtag, source.into(), recvtag.into()));
         let request = self.isend(value, dest, sendtag)?;
         let received = self.recv(source, recvtag)?;
         request.wait()?;
@@ -570,6 +696,7 @@ impl Comm {
         source: impl Into<Source>,
         recvtag: impl Into<TagMatch>,
     ) -> Result<Status> {
+        on_mpi!(self, m => m.sendrecv_buf(send, dest, sendtag, recv, source.into(), recvtag.into()));
         Self::check_tag(sendtag)?;
         let pattern = self.pattern(source.into(), recvtag.into(), false)?;
         self.exchange(send, dest, sendtag, false, recv, pattern)
@@ -611,6 +738,7 @@ impl Comm {
     /// Waits until a message from `source` with `tag` can be received, without receiving
     /// it (`comm.probe`).
     pub fn probe(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<Status> {
+        on_mpi!(self, m => m.probe(source.into(), tag.into()));
         let pattern = self.pattern(source.into(), tag.into(), false)?;
         let (src, hdr) = self
             .engine()
@@ -625,14 +753,21 @@ impl Comm {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
     ) -> Result<Option<Status>> {
+        on_mpi!(self, m => m.iprobe_status(source.into(), tag.into()));
         let pattern = self.pattern(source.into(), tag.into(), false)?;
         let found = self.engine().iprobe(pattern)?;
         Ok(found.map(|(src, hdr)| self.status_of(src, &hdr)))
     }
 
     /// Aborts the whole job (`comm.Abort()`): every rank's waiting and later calls fail
-    /// with [`Error::Aborted`]. This rank goes on; it should return an error too.
+    /// with [`Error::Aborted`]. This rank goes on; it should return an error too. On the
+    /// Open MPI backend this is `MPI_Abort`, which ends every process of the job, this one
+    /// included, and does not return.
     pub fn abort(&self) {
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = self.mpi() {
+            mpi.abort();
+        }
         let engine = self.engine();
         engine.segment().abort(engine.rank());
     }
@@ -646,6 +781,8 @@ enum Pending<T> {
     Send(u64),
     Recv(u64, Finish<T>, usize),
     Spent,
+    #[cfg(feature = "mpi")]
+    Mpi(crate::openmpi::MpiPending<T>),
 }
 
 /// A non-blocking operation in flight (mpi4py's `Request`): [`Request::wait`] for it,
@@ -664,8 +801,20 @@ impl<T> std::fmt::Debug for Request<T> {
             Pending::Send(_) => "sending",
             Pending::Recv(..) => "receiving",
             Pending::Spent => "completed",
+            #[cfg(feature = "mpi")]
+            Pending::Mpi(_) => "pending",
         };
         f.debug_struct("Request").field("state", &state).finish()
+    }
+}
+
+impl<T> Request<T> {
+    #[cfg(feature = "mpi")]
+    fn mpi(comm: Comm, pending: crate::openmpi::MpiPending<T>) -> Request<T> {
+        Request {
+            comm,
+            pending: Pending::Mpi(pending),
+        }
     }
 }
 
@@ -743,10 +892,26 @@ impl<T> Request<T> {
     where
         T: 'static,
     {
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = self.comm.mpi() {
+            let Pending::Mpi(pending) = &mut self.pending else {
+                return Err(Error::RequestDone);
+            };
+            let done = mpi.test(pending)?;
+            if done.is_some() {
+                self.pending = Pending::Spent;
+            }
+            return Ok(done.and_then(|got| match got {
+                Some((value, status)) => Some((value, Some(status))),
+                None => Self::unit().map(|u| (u, None)),
+            }));
+        }
         let comm = self.comm.clone();
         let mut engine = comm.engine();
         match self.pending {
             Pending::Spent => Err(Error::RequestDone),
+            #[cfg(feature = "mpi")]
+            Pending::Mpi(_) => Err(Error::invalid("an MPI request on a native communicator")),
             Pending::Done => {
                 self.pending = Pending::Spent;
                 Ok(Self::unit().map(|u| (u, None)))
@@ -799,6 +964,8 @@ impl<T> Request<T> {
             Pending::Done | Pending::Spent => {
                 return self.test_status()?.ok_or(Error::RequestDone);
             }
+            #[cfg(feature = "mpi")]
+            Pending::Mpi(_) => return crate::openmpi::poll(|| self.test_status()),
         };
         let wait = comm.engine().wait_of(id);
         let result = {
@@ -830,6 +997,13 @@ impl<T> Request<T> {
 
 impl<T> Drop for Request<T> {
     fn drop(&mut self) {
+        #[cfg(feature = "mpi")]
+        if matches!(self.pending, Pending::Mpi(_)) {
+            if let Pending::Mpi(pending) = std::mem::replace(&mut self.pending, Pending::Spent) {
+                crate::openmpi::forget(pending);
+            }
+            return;
+        }
         if let Some(id) = self.id() {
             self.comm.engine().forget(id);
         }
@@ -848,6 +1022,18 @@ pub fn wait_any<T: 'static>(requests: &mut Vec<Request<T>>) -> Result<(usize, T)
         return Err(Error::invalid("wait_any of no requests"));
     }
     let comm = requests[0].comm.clone();
+    #[cfg(feature = "mpi")]
+    if comm.mpi().is_some() {
+        return crate::openmpi::poll(|| {
+            for i in 0..requests.len() {
+                if let Some(value) = requests[i].test()? {
+                    requests.remove(i);
+                    return Ok(Some((i, value)));
+                }
+            }
+            Ok(None)
+        });
+    }
     loop {
         for i in 0..requests.len() {
             if let Some(value) = requests[i].test()? {
@@ -878,6 +1064,17 @@ pub fn test_all<T: 'static>(requests: &[Request<T>]) -> Result<bool> {
     let Some(first) = requests.first() else {
         return Ok(true);
     };
+    #[cfg(feature = "mpi")]
+    if let Some(mpi) = first.comm.mpi() {
+        for request in requests {
+            if let Pending::Mpi(pending) = &request.pending
+                && !mpi.is_done(pending)?
+            {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
     let ids: Vec<u64> = requests.iter().filter_map(Request::id).collect();
     let mut engine = first.comm.engine();
     engine.progress(&mut None)?;

@@ -11,13 +11,22 @@ use crate::segment::{RankState, Segment, process_alive};
 use crate::{Error, Result};
 
 /// Bytes of the header in front of every message in a ring.
-pub(crate) const HDR: usize = 24;
+pub(crate) const HDR: usize = 32;
+/// A message of at most this many bytes with its header is written in one copy.
+const SMALL: usize = 256;
+/// Every message starts at a stream position that is a multiple of this, so that its
+/// payload lies in the ring aligned for any element type and a reduction can combine
+/// elements where they lie (see [`Segment::ring_view`]).
+const ALIGN: u64 = 16;
 /// A large message is published in steps of this many bytes so that the receiver copies
 /// out while the sender still copies in.
 const CHUNK: usize = 64 << 10;
-/// How long a waiter spins (yielding) before it sleeps, unless `BRAID_MPI_SPIN_US` says
-/// otherwise: a futex sleep and wake-up costs about 20 µs each way on small virtual
-/// machines, so a reply that comes within the budget is caught without one.
+/// How long a waiter spins before it sleeps, unless `BRAID_MPI_SPIN_US` says otherwise: a
+/// futex sleep and wake-up costs about 20 µs each way on small virtual machines, so a
+/// reply that comes within the budget is caught without one. The first few microseconds
+/// poll without a system call (a reply from a rank on another core comes within a
+/// fraction of one); the rest yield the core between looks, so that a machine with more
+/// ranks than cores runs the rank being waited for.
 const SPIN_BUDGET: Duration = Duration::from_micros(200);
 
 /// The environment variable that sets the spin budget in microseconds (like Open MPI's
@@ -171,26 +180,40 @@ enum ReqState {
 pub(crate) enum DirectSink<'a> {
     /// Straight into the caller's buffer (any message that fits).
     Buf(&'a mut [u8]),
-    /// Through a small staging buffer into `fold(byte_offset, bytes)`, for a message of
-    /// exactly `len` bytes: a reduction combines what arrives without a full-size copy.
-    /// Chunks hold whole elements of up to 16 bytes.
+    /// Into `fold(byte_offset, bytes)` straight from shared memory, for a message of
+    /// exactly `len` bytes: a reduction combines what arrives where it lies, with no
+    /// copy. Chunks hold whole elements of up to 16 bytes and are aligned for them.
     Fold {
         len: usize,
         fold: &'a mut dyn FnMut(usize, &[u8]) -> Result<()>,
     },
+    /// An object, decoded by `decode(source, header, bytes)` where it lies in shared
+    /// memory when it has wholly arrived in one piece; otherwise (or when `decode` fails)
+    /// the message is queued and the receive returns it as it is.
+    Object(&'a mut ObjectDecoder<'a>),
 }
 
+/// Decodes an object where it lies: `decode(source world rank, header, bytes)`.
+pub(crate) type ObjectDecoder<'a> = dyn FnMut(usize, &Header, &[u8]) -> Result<()> + 'a;
+
 impl DirectSink<'_> {
-    fn accepts(&self, len: usize) -> bool {
+    fn accepts(&self, hdr: &Header, elem: u8) -> bool {
+        let len = hdr.len;
         match self {
-            DirectSink::Buf(buf) => len <= buf.len(),
-            DirectSink::Fold { len: want, .. } => len == *want,
+            DirectSink::Buf(buf) => {
+                hdr.kind == Kind::Buffer && hdr.elem == elem && len <= buf.len() as u64
+            }
+            DirectSink::Fold { len: want, .. } => {
+                hdr.kind == Kind::Buffer && hdr.elem == elem && len == *want as u64
+            }
+            DirectSink::Object(_) => hdr.kind == Kind::Object,
         }
     }
 }
 
-/// Bytes of the staging buffer of a folding receive (fits in L2 with the ring chunk).
-const STAGING: usize = 64 << 10;
+/// A folding receive combines at most this many bytes before it hands the room back to
+/// the sender.
+const FOLD_STEP: usize = 64 << 10;
 
 /// A blocking receive that streams its message straight into the caller's buffer.
 pub(crate) struct Direct<'a> {
@@ -205,9 +228,20 @@ pub(crate) struct Direct<'a> {
 /// What the spin-then-sleep of a waiter has done so far.
 #[derive(Default)]
 struct Idle {
+    /// When the busy poll ended and the yielding phase began.
     started: Option<Instant>,
-    spins: u32,
+    /// Idle calls since the wait began (faults are checked on some of them).
+    calls: u32,
 }
+
+/// Polls of the shared words in the first phase of a wait, at most (a few microseconds
+/// on one core): a reply that comes that fast is caught without a system call. A rank
+/// halves its polls after each wait they did not end and wins them back as they do, so
+/// that on a machine with more busy threads than cores it yields almost at once.
+const BUSY_POLLS: u32 = 128;
+/// A waiter checks for faults (an aborted job, a dead peer) once every this many idle
+/// calls while it polls, and on every call once it yields or sleeps.
+const FAULT_CHECK_CALLS: u32 = 64;
 
 /// One rank's engine.
 pub(crate) struct Engine {
@@ -216,10 +250,15 @@ pub(crate) struct Engine {
     size: usize,
     cap: u64,
     tails: Vec<u64>,
+    /// The last value of each outgoing ring's `head` this rank read: the room it shows
+    /// is a lower bound, so the shared word is read again only when it seems too small.
+    seen_heads: Vec<u64>,
     heads: Vec<u64>,
     out: Vec<VecDeque<Outgoing>>,
     out_pending: usize,
     inc: Vec<Incoming>,
+    /// Messages in all the `inc` queues together.
+    queued: usize,
     posted: Vec<(u64, Pattern)>,
     reqs: HashMap<u64, ReqState>,
     next_req: u64,
@@ -228,11 +267,17 @@ pub(crate) struct Engine {
     launcher: Option<u32>,
     launcher_checked: Instant,
     spin: Duration,
+    /// Polls in the first phase of the next wait (see [`BUSY_POLLS`]).
+    busy_polls: u32,
     /// A buffer the collectives borrow for what they receive before combining it, kept
     /// between calls so that large reductions do not fault in fresh pages every time.
     pub scratch: Vec<u64>,
-    staging: Vec<u64>,
+    /// The buffer `send_encoded` encodes into, kept between calls.
+    encoded: Vec<u8>,
 }
+
+/// `send_encoded` keeps its buffer for the next call up to this capacity.
+const KEPT_ENCODE_BUFFER: usize = 64 << 10;
 
 impl Engine {
     pub(crate) fn new(seg: Arc<Segment>, rank: usize) -> Engine {
@@ -248,6 +293,9 @@ impl Engine {
         let heads = (0..size)
             .map(|src| seg.head(src, rank).load(Ordering::Acquire))
             .collect();
+        let seen_heads = (0..size)
+            .map(|dst| seg.head(rank, dst).load(Ordering::Acquire))
+            .collect();
         seg.set_state(rank, RankState::Running);
         Engine {
             seg,
@@ -255,10 +303,12 @@ impl Engine {
             size,
             cap,
             tails,
+            seen_heads,
             heads,
             out: (0..size).map(|_| VecDeque::new()).collect(),
             out_pending: 0,
             inc: (0..size).map(|_| Incoming::default()).collect(),
+            queued: 0,
             posted: Vec::new(),
             reqs: HashMap::new(),
             next_req: 1,
@@ -266,8 +316,9 @@ impl Engine {
             launcher,
             launcher_checked: Instant::now(),
             spin: spin_budget(),
+            busy_polls: BUSY_POLLS,
             scratch: Vec::new(),
-            staging: Vec::new(),
+            encoded: Vec::new(),
         }
     }
 
@@ -283,9 +334,17 @@ impl Engine {
         &self.seg
     }
 
-    fn free(&self, dst: usize) -> usize {
+    fn free(&mut self, dst: usize) -> usize {
         let head = self.seg.head(self.rank, dst).load(Ordering::SeqCst);
+        self.seen_heads[dst] = head;
         (self.cap - (self.tails[dst] - head)) as usize
+    }
+
+    /// The room in the ring to `dst`, reading its `head` only when the room last seen
+    /// is less than `want` bytes.
+    fn free_for(&mut self, dst: usize, want: usize) -> usize {
+        let seen = (self.cap - (self.tails[dst] - self.seen_heads[dst])) as usize;
+        if seen >= want { seen } else { self.free(dst) }
     }
 
     /// Writes as much of `hdr` + `data` (of which `written` bytes are already in the ring)
@@ -298,16 +357,37 @@ impl Engine {
         mut written: usize,
     ) -> usize {
         let total = HDR + data.len();
-        let mut free = self.free(dst);
+        let pad = if written == 0 {
+            (self.tails[dst].next_multiple_of(ALIGN) - self.tails[dst]) as usize
+        } else {
+            0
+        };
+        let mut free = self.free_for(dst, (pad + total - written).min(pad + HDR + CHUNK));
+        if written == 0 && total <= SMALL && free >= pad + total {
+            // One copy and one publication for a small message.
+            let mut whole = [0u8; SMALL];
+            whole[..HDR].copy_from_slice(hdr);
+            whole[HDR..total].copy_from_slice(data);
+            self.tails[dst] += pad as u64;
+            self.seg
+                .ring_write(self.rank, dst, self.tails[dst], &whole[..total]);
+            self.tails[dst] += total as u64;
+            self.seg
+                .tail(self.rank, dst)
+                .store(self.tails[dst], Ordering::SeqCst);
+            self.seg.ring_doorbell(dst);
+            return total;
+        }
         let start = written;
         loop {
             if written < HDR {
-                if free < HDR {
+                if free < pad + HDR {
                     break;
                 }
+                self.tails[dst] += pad as u64;
                 self.seg.ring_write(self.rank, dst, self.tails[dst], hdr);
                 self.tails[dst] += HDR as u64;
-                free -= HDR;
+                free -= pad + HDR;
                 written = HDR;
             }
             let from = written - HDR;
@@ -372,19 +452,22 @@ impl Engine {
 
     /// Reads what has arrived from `src`; returns whether any byte moved.
     fn pull(&mut self, src: usize, direct: &mut Option<Direct<'_>>) -> Result<bool> {
-        let seg = Arc::clone(&self.seg);
-        let ring_tail = seg.tail(src, self.rank);
         let mut moved = false;
         loop {
-            let tail = ring_tail.load(Ordering::Acquire);
+            let tail = self.seg.tail(src, self.rank).load(Ordering::Acquire);
             let mut avail = (tail - self.heads[src]) as usize;
             if avail == 0 {
                 break;
             }
             if self.inc[src].partial.is_none() {
-                if avail < HDR {
+                // Messages start aligned; the sender publishes the padding in front of
+                // one together with its header.
+                let pad = (self.heads[src].next_multiple_of(ALIGN) - self.heads[src]) as usize;
+                if avail < pad + HDR {
                     break;
                 }
+                self.heads[src] += pad as u64;
+                avail -= pad;
                 let mut raw = [0u8; HDR];
                 self.seg
                     .ring_read(src, self.rank, self.heads[src], &mut raw);
@@ -398,14 +481,50 @@ impl Engine {
                 })?;
                 let len =
                     usize::try_from(hdr.len).map_err(|_| Error::invalid("message too long"))?;
+                // A message goes straight to the waiting receive only if no earlier one
+                // from the same sender (queued, or claimed by a posted receive) matches
+                // first: messages between two ranks are matched in order.
                 let to_direct = direct.as_ref().is_some_and(|d| {
                     d.got.is_none()
                         && d.pattern.matches(src, &hdr)
-                        && hdr.kind == Kind::Buffer
-                        && hdr.elem == d.elem
-                        && d.sink.accepts(len)
+                        && d.sink.accepts(&hdr, d.elem)
+                        && !self.inc[src]
+                            .queue
+                            .iter()
+                            .any(|m| d.pattern.matches(m.src, &m.hdr))
                 }) && !self.posted.iter().any(|(_, p)| p.matches(src, &hdr));
-                let sink = if to_direct {
+                if to_direct
+                    && let Some(d) = direct.as_mut()
+                    && let DirectSink::Object(decode) = &mut d.sink
+                {
+                    // A failed decode is not lost: the message is queued below and the
+                    // caller decodes it again from the queue, which reports the error
+                    // and keeps the message.
+                    let at = (self.heads[src] as usize) & (self.cap as usize - 1);
+                    let decoded = avail >= len
+                        && at + len <= self.cap as usize
+                        && self
+                            .seg
+                            .ring_view(src, self.rank, self.heads[src], len, &mut |_, bytes| {
+                                decode(src, &hdr, bytes)
+                            })
+                            .is_ok();
+                    if decoded {
+                        self.heads[src] += len as u64;
+                        d.got = Some((src, hdr));
+                        d.done = true;
+                        self.release(src);
+                        return Ok(true);
+                    }
+                }
+                let sink = if to_direct
+                    && !matches!(
+                        direct,
+                        Some(Direct {
+                            sink: DirectSink::Object(_),
+                            ..
+                        })
+                    ) {
                     if let Some(d) = direct.as_mut() {
                         d.got = Some((src, hdr));
                     }
@@ -438,23 +557,24 @@ impl Engine {
                                 .ring_read(src, self.rank, self.heads[src], &mut buf[range]);
                         }
                         Some(DirectSink::Fold { fold, .. }) => {
-                            n = n.min(STAGING);
+                            n = n.min(FOLD_STEP);
                             if partial.filled + n < len {
-                                n -= n % 16;
+                                n -= n % ALIGN as usize;
                             }
                             if n == 0 {
                                 self.inc[src].partial = Some(partial);
                                 break;
                             }
-                            if self.staging.is_empty() {
-                                self.staging = vec![0u64; STAGING / 8];
-                            }
-                            let staging =
-                                &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.staging)[..n];
-                            self.seg.ring_read(src, self.rank, self.heads[src], staging);
-                            fold(partial.filled, staging)?;
+                            let filled = partial.filled;
+                            self.seg.ring_view(
+                                src,
+                                self.rank,
+                                self.heads[src],
+                                n,
+                                &mut |at, bytes| fold(filled + at, bytes),
+                            )?;
                         }
-                        None => {
+                        Some(DirectSink::Object(_)) | None => {
                             // Only the receive that owns the buffer reads into it.
                             self.inc[src].partial = Some(partial);
                             break;
@@ -465,14 +585,7 @@ impl Engine {
                 partial.filled += n;
                 moved = true;
             }
-            self.seg
-                .head(src, self.rank)
-                .store(self.heads[src], Ordering::SeqCst);
-            let space = self.seg.want_space(src, self.rank);
-            if space.load(Ordering::SeqCst) != 0 {
-                space.store(0, Ordering::SeqCst);
-                self.seg.ring_doorbell(src);
-            }
+            self.release(src);
             if partial.filled < len {
                 self.inc[src].partial = Some(partial);
                 continue;
@@ -495,6 +608,18 @@ impl Engine {
         Ok(moved)
     }
 
+    /// Hands the bytes read from `src` back to it, waking it if it waits for room.
+    fn release(&self, src: usize) {
+        self.seg
+            .head(src, self.rank)
+            .store(self.heads[src], Ordering::SeqCst);
+        let space = self.seg.want_space(src, self.rank);
+        if space.load(Ordering::SeqCst) != 0 {
+            space.store(0, Ordering::SeqCst);
+            self.seg.ring_doorbell(src);
+        }
+    }
+
     fn deliver(&mut self, msg: Message) {
         if let Some(i) = self
             .posted
@@ -512,6 +637,7 @@ impl Engine {
         } else {
             let src = msg.src;
             self.inc[src].queue.push_back(msg);
+            self.queued += 1;
         }
     }
 
@@ -527,11 +653,14 @@ impl Engine {
         Ok(moved)
     }
 
+    /// Whether something changed that the last `progress` could not have seen: bytes
+    /// arrived, or room appeared in a ring this rank waits to write into.
     fn work_pending(&self, sending_to: Option<usize>) -> bool {
         (0..self.size)
             .any(|src| self.seg.tail(src, self.rank).load(Ordering::SeqCst) != self.heads[src])
             || (0..self.size).any(|dst| {
-                (!self.out[dst].is_empty() || sending_to == Some(dst)) && self.free(dst) > 0
+                (!self.out[dst].is_empty() || sending_to == Some(dst))
+                    && self.seg.head(self.rank, dst).load(Ordering::SeqCst) != self.seen_heads[dst]
             })
     }
 
@@ -580,14 +709,17 @@ impl Engine {
         }
     }
 
-    fn check_faults(&mut self, wait: &Wait) -> Result<()> {
+    /// Fails when the job aborted or `wait` became hopeless; with `launcher`, also when
+    /// the launcher died (that look costs a clock reading, and a file read now and then).
+    fn check_faults(&mut self, wait: &Wait, launcher: bool) -> Result<()> {
         if let Some(rank) = self.seg.aborted() {
             return Err(Error::Aborted { rank });
         }
         if let Some(error) = self.hopeless(wait) {
             return Err(error);
         }
-        if let Some(pid) = self.launcher
+        if launcher
+            && let Some(pid) = self.launcher
             && self.launcher_checked.elapsed() >= LAUNCHER_CHECK
         {
             self.launcher_checked = Instant::now();
@@ -598,17 +730,36 @@ impl Engine {
         Ok(())
     }
 
-    /// Called when nothing moved: spins, yields, then sleeps on the doorbell.
+    /// Called when nothing moved: polls the shared words for a few microseconds, then
+    /// yields the processor between looks until the spin budget is spent, then sleeps on
+    /// the doorbell. Returns when there may be something to do.
     fn idle(&mut self, idle: &mut Idle, wait: &Wait, sending_to: Option<usize>) -> Result<()> {
-        self.check_faults(wait)?;
-        let started = *idle.started.get_or_insert_with(Instant::now);
-        idle.spins += 1;
-        if idle.spins < 16 {
-            for _ in 0..(1u32 << idle.spins.min(5)) {
+        idle.calls += 1;
+        let Some(started) = idle.started else {
+            if idle.calls % FAULT_CHECK_CALLS == 1 {
+                self.check_faults(wait, false)?;
+            }
+            // At most a quarter of the budget (a poll takes about 50 ns).
+            let polls = u32::try_from(self.spin.as_micros() * 5)
+                .unwrap_or(u32::MAX)
+                .min(self.busy_polls);
+            for _ in 0..polls {
+                for src in 0..self.size {
+                    self.seg.prefetch(src, self.rank, self.heads[src]);
+                }
+                if self.work_pending(sending_to) {
+                    self.busy_polls = (self.busy_polls + BUSY_POLLS / 16).min(BUSY_POLLS);
+                    return Ok(());
+                }
                 std::hint::spin_loop();
             }
+            // Polling in vain: the peer is slow or has no core of its own (more ranks
+            // than free cores); poll less next time, and yield from now on.
+            self.busy_polls = (self.busy_polls / 2).max(BUSY_POLLS / 32);
+            idle.started = Some(Instant::now());
             return Ok(());
-        }
+        };
+        self.check_faults(wait, true)?;
         if started.elapsed() < self.spin {
             std::thread::yield_now();
             return Ok(());
@@ -668,6 +819,25 @@ impl Engine {
             written = engine.write_some(dst, &raw, data, written);
             Ok((written == total).then_some(()))
         })
+    }
+
+    /// Sends an object that `encode` appends to an empty buffer (one kept between calls,
+    /// so that small objects cost no allocation); `hdr.len` is set from it.
+    pub(crate) fn send_encoded(
+        &mut self,
+        dst: usize,
+        mut hdr: Header,
+        encode: impl FnOnce(Vec<u8>) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.encoded);
+        buf.clear();
+        let buf = encode(buf)?;
+        hdr.len = buf.len() as u64;
+        let sent = self.send(dst, hdr, &buf);
+        if buf.capacity() <= KEPT_ENCODE_BUFFER {
+            self.encoded = buf;
+        }
+        sent
     }
 
     fn enqueue(&mut self, dst: usize, hdr: [u8; HDR], data: Vec<u8>, written: usize) -> u64 {
@@ -741,18 +911,31 @@ impl Engine {
         }
     }
 
-    fn take_queued(&mut self, pattern: &Pattern, peek: bool) -> Option<Result<Message, Header>> {
-        let sources: Box<dyn Iterator<Item = usize>> = match pattern.src {
-            Some(src) => Box::new(std::iter::once(src)),
-            None => Box::new(0..self.size),
-        };
-        for src in sources {
+    /// The sources a receive of `pattern` looks at.
+    fn sources(&self, pattern: &Pattern) -> std::ops::Range<usize> {
+        match pattern.src {
+            Some(src) => src..src + 1,
+            None => 0..self.size,
+        }
+    }
+
+    fn take_queued(
+        &mut self,
+        pattern: &Pattern,
+        peek: bool,
+    ) -> Option<Result<Message, (usize, Header)>> {
+        if self.queued == 0 {
+            return None;
+        }
+        for src in self.sources(pattern) {
             let queue = &mut self.inc[src].queue;
             if let Some(i) = queue.iter().position(|m| pattern.matches(m.src, &m.hdr)) {
                 if peek {
-                    return Some(Err(queue[i].hdr));
+                    return Some(Err((src, queue[i].hdr)));
                 }
-                return queue.remove(i).map(Ok);
+                let msg = queue.remove(i)?;
+                self.queued -= 1;
+                return Some(Ok(msg));
             }
         }
         None
@@ -760,20 +943,14 @@ impl Engine {
 
     /// The sender and header of the first queued message matching `pattern`.
     pub(crate) fn peek(&mut self, pattern: &Pattern) -> Option<(usize, Header)> {
-        let sources: Vec<usize> = match pattern.src {
-            Some(src) => vec![src],
-            None => (0..self.size).collect(),
-        };
-        for src in sources {
-            if let Some(m) = self.inc[src]
-                .queue
-                .iter()
-                .find(|m| pattern.matches(m.src, &m.hdr))
-            {
-                return Some((m.src, m.hdr));
+        match self.take_queued(pattern, true)? {
+            Err(found) => Some(found),
+            Ok(msg) => {
+                let found = (msg.src, msg.hdr);
+                self.requeue(msg);
+                Some(found)
             }
         }
-        None
     }
 
     /// Receives the next message matching `pattern`, waiting for it.
@@ -905,6 +1082,7 @@ impl Engine {
             Some(ReqState::Recv { msg: Some(msg), .. }) => {
                 let src = msg.src;
                 self.inc[src].queue.push_front(msg);
+                self.queued += 1;
             }
             Some(ReqState::Send { done: false }) => {
                 // Still queued: it will be written; keep no record.
@@ -1008,6 +1186,7 @@ impl Engine {
     pub(crate) fn requeue(&mut self, msg: Message) {
         let src = msg.src;
         self.inc[src].queue.push_front(msg);
+        self.queued += 1;
     }
 
     /// Writes every queued send, waiting for the receivers to make room.
@@ -1046,6 +1225,10 @@ mod tests {
 
     fn pattern(src: Option<usize>, tag: Option<i32>) -> Pattern {
         Pattern { ctx: 0, src, tag }
+    }
+
+    fn coll(src: Option<usize>, tag: Option<i32>) -> Pattern {
+        Pattern { ctx: 1, src, tag }
     }
 
     fn obj(tag: i32, len: usize) -> Header {
@@ -1087,6 +1270,122 @@ mod tests {
             });
             let mut e = Engine::new(Arc::clone(&seg), 0);
             e.send(1, obj(3, big.len()), &big).unwrap();
+        });
+    }
+
+    #[test]
+    fn objects_decode_in_place_unless_they_wrap_or_fail() {
+        let seg = Arc::new(Segment::create(1, false).unwrap());
+        let cap = seg.capacity();
+        let mut e = Engine::new(seg, 0);
+        let mut seen = Vec::new();
+        let mut keep = |_: usize, _: &Header, bytes: &[u8]| -> Result<()> {
+            seen.extend_from_slice(bytes);
+            Ok(())
+        };
+        e.send(0, obj(1, 3), &[7, 8, 9]).unwrap();
+        let got = e.recv_direct(pattern(Some(0), Some(1)), 0, DirectSink::Object(&mut keep));
+        assert_eq!(got.unwrap().unwrap(), (0, obj(1, 3)));
+        assert_eq!(seen, [7, 8, 9]);
+
+        // A failed decode leaves the message, whole, to the caller.
+        e.send(0, obj(2, 2), &[4, 5]).unwrap();
+        let mut fail =
+            |_: usize, _: &Header, _: &[u8]| -> Result<()> { Err(Error::invalid("not this")) };
+        let got = e.recv_direct(pattern(Some(0), Some(2)), 0, DirectSink::Object(&mut fail));
+        assert_eq!(got.unwrap().unwrap_err().data, vec![4, 5]);
+
+        // One that wraps around the end of the ring is copied out, not decoded there.
+        // The filler ends where the next header fills the last 48 bytes of the ring but
+        // 16, so that the payload after it wraps.
+        let payload_at = e.tails[0].next_multiple_of(ALIGN) as usize + HDR;
+        let filler = vec![1u8; cap - 48 - payload_at];
+        e.send(0, obj(3, filler.len()), &filler).unwrap();
+        assert_eq!(e.recv(pattern(Some(0), Some(3))).unwrap().data, filler);
+        let wrapping: Vec<u8> = (0..100).collect();
+        e.send(0, obj(4, 100), &wrapping).unwrap();
+        let mut never = |_: usize, _: &Header, _: &[u8]| -> Result<()> {
+            panic!("decoded a message that wraps")
+        };
+        let got = e.recv_direct(pattern(Some(0), Some(4)), 0, DirectSink::Object(&mut never));
+        assert_eq!(got.unwrap().unwrap_err().data, wrapping);
+    }
+
+    #[test]
+    fn a_fold_sees_aligned_pieces_after_odd_messages() {
+        let seg = Arc::new(Segment::create(1, false).unwrap());
+        let mut e = Engine::new(seg, 0);
+        e.send(0, obj(1, 3), &[1, 2, 3]).unwrap();
+        let values: Vec<u64> = (0..20_000).collect();
+        let bytes: &[u8] = bytemuck::cast_slice(&values);
+        let hdr = Header {
+            kind: Kind::Buffer,
+            elem: 7,
+            ctx: 0,
+            tag: 2,
+            len: bytes.len() as u64,
+        };
+        e.send(0, hdr, bytes).unwrap();
+        let mut sum = 0u64;
+        let mut fold = |_: usize, piece: &[u8]| -> Result<()> {
+            sum += bytemuck::try_cast_slice::<u8, u64>(piece)
+                .map_err(|e| Error::invalid(e.to_string()))?
+                .iter()
+                .sum::<u64>();
+            Ok(())
+        };
+        let sink = DirectSink::Fold {
+            len: bytes.len(),
+            fold: &mut fold,
+        };
+        let got = e.recv_direct(pattern(Some(0), Some(2)), 7, sink).unwrap();
+        assert!(got.is_ok());
+        assert_eq!(sum, values.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn a_waiting_receive_takes_messages_in_the_order_they_were_sent() {
+        let seg = Arc::new(Segment::create(2, false).unwrap());
+        let cap = seg.capacity();
+        let buffer = |tag: i32, len: usize| Header {
+            kind: Kind::Buffer,
+            elem: 1,
+            ctx: 1,
+            tag,
+            len: len as u64,
+        };
+        let first: Vec<u8> = (0..2 * cap).map(|i| (i % 251) as u8).collect();
+        let second = vec![7u8; 64];
+        std::thread::scope(|s| {
+            let seg1 = Arc::clone(&seg);
+            let (first, second) = (&first, &second);
+            s.spawn(move || {
+                let mut e = Engine::new(seg1, 1);
+                e.send(0, buffer(5, first.len()), first).unwrap();
+                e.send(0, buffer(5, second.len()), second).unwrap();
+            });
+            let mut e = Engine::new(Arc::clone(&seg), 0);
+            // The first message is half read, into a queued copy, before the receive.
+            while e.inc[1].partial.is_none() {
+                e.progress(&mut None).unwrap();
+            }
+            let mut buf = vec![0u8; first.len()];
+            let got = e
+                .recv_direct(coll(Some(1), Some(5)), 1, DirectSink::Buf(&mut buf))
+                .unwrap();
+            let data = match got {
+                Ok((_, hdr)) => buf[..hdr.len as usize].to_vec(),
+                Err(msg) => msg.data,
+            };
+            assert!(data == *first, "the second message overtook the first");
+            let got = e
+                .recv_direct(coll(Some(1), Some(5)), 1, DirectSink::Buf(&mut buf))
+                .unwrap();
+            let data = match got {
+                Ok((_, hdr)) => buf[..hdr.len as usize].to_vec(),
+                Err(msg) => msg.data,
+            };
+            assert_eq!(data, *second);
         });
     }
 

@@ -81,6 +81,32 @@ pub enum Error {
         /// The message's tag.
         tag: i32,
     },
+    /// The bytes of a buffer message are not a whole number of elements of the receive's
+    /// type. Only the Open MPI backend returns this: MPI messages do not carry their
+    /// element type, so a buffer of another type is seen only by its size.
+    #[error(
+        "a message of {bytes} bytes is not a whole number of {expected} elements (source {source_rank}, tag {tag})"
+    )]
+    NotWholeElements {
+        /// The bytes that arrived.
+        bytes: usize,
+        /// The element type of the receive.
+        expected: ElementKind,
+        /// The sender's rank.
+        source_rank: usize,
+        /// The message's tag.
+        tag: i32,
+    },
+    /// An MPI call failed (the Open MPI backend).
+    #[error("{call} failed: {message} (MPI error {code})")]
+    Mpi {
+        /// The MPI function.
+        call: &'static str,
+        /// Its error code.
+        code: i32,
+        /// MPI's description of the error.
+        message: String,
+    },
     /// An object message could not be decoded as the type asked for.
     #[error("cannot decode the object from rank {source_rank} (tag {tag}): {reason}")]
     Decode {

@@ -1,8 +1,8 @@
 //! [`Segment`]: the shared memory of one job: a header, one control block per rank, and
 //! a single-producer single-consumer byte ring for every ordered pair of ranks.
 //!
-//! This is the crate's only door to raw memory: everything else goes through the atomics
-//! and bounds-checked copies it hands out.
+//! This is the crate's only door to raw memory: everything else goes through the atomics,
+//! bounds-checked copies and borrowed views it hands out.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
@@ -71,7 +71,8 @@ pub(crate) struct Segment {
 // SAFETY: the mapping is plain shared memory. Every access goes through atomics or through
 // raw copies of ring bytes whose ownership the ring protocol gives to exactly one side at a
 // time (the producer writes only between tail and head + cap, the consumer reads only
-// between head and tail); no `&`/`&mut` to the ring bytes is ever handed out.
+// between head and tail); no `&mut` to the ring bytes is ever handed out, and a `&` only
+// to the consumer, for bytes it owns, for the length of one call (`ring_view`).
 unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
@@ -361,7 +362,9 @@ impl Segment {
         let off = (pos as usize) & (self.cap - 1);
         let first = data.len().min(self.cap - off);
         self.copy_in(base + off, &data[..first]);
-        self.copy_in(base, &data[first..]);
+        if first < data.len() {
+            self.copy_in(base, &data[first..]);
+        }
     }
 
     /// Copies ring bytes at stream position `pos` into `out` (wrapping). The caller is the
@@ -373,7 +376,62 @@ impl Segment {
         let first = out.len().min(self.cap - off);
         let (a, b) = out.split_at_mut(first);
         self.copy_out(base + off, a);
-        self.copy_out(base, b);
+        if !b.is_empty() {
+            self.copy_out(base, b);
+        }
+    }
+
+    /// Asks the processor to fetch the ring bytes at stream position `pos` (and the next
+    /// 64) into its cache: a waiter that polls `tail` also polls the place where the next
+    /// header will be, so that both arrive in parallel, not one after the other. Reads
+    /// nothing: a hint that cannot fault.
+    pub(crate) fn prefetch(&self, src: usize, dst: usize, pos: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let at = self.ring_data(src, dst) + ((pos as usize) & (self.cap - 1));
+            let ptr = self.ptr.as_ptr().wrapping_add(at).cast::<i8>().cast_const();
+            // SAFETY: SSE is part of every x86_64 target; a prefetch only hints the cache
+            // and neither reads nor faults, whatever the address (here one inside the
+            // mapping, or the line after it).
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(ptr);
+                _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(64));
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (src, dst, pos);
+    }
+
+    /// Lends the ring bytes at stream position `pos`, `len` of them, to `f` in place: as
+    /// one slice, or two where the ring wraps; `f` gets each slice's offset from `pos`.
+    /// The caller is the ring's consumer and has checked that the bytes were written.
+    pub(crate) fn ring_view(
+        &self,
+        src: usize,
+        dst: usize,
+        pos: u64,
+        len: usize,
+        f: &mut dyn FnMut(usize, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        assert!(len <= self.cap);
+        let base = self.ring_data(src, dst);
+        let off = (pos as usize) & (self.cap - 1);
+        let first = len.min(self.cap - off);
+        f(0, self.view(base + off, first))?;
+        if first < len {
+            f(first, self.view(base, len - first))?;
+        }
+        Ok(())
+    }
+
+    fn view(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(offset + len <= self.len);
+        // SAFETY: the range is inside the mapping (checked), which outlives the borrow of
+        // `self`. The ring protocol gives bytes between `head` and `tail` to the consumer
+        // alone: the producer writes none of them until the consumer moves `head`, which
+        // it does only after the slice is gone (`ring_view` lends it to a closure).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
     }
 
     fn copy_in(&self, offset: usize, data: &[u8]) {

@@ -20,8 +20,9 @@ impl Comm {
     /// A new communicator with the same ranks and a separate space of messages
     /// (`comm.Dup()`); collective.
     pub fn dup(&self) -> Result<Comm> {
+        on_mpi!(self, m => Ok(Comm::open_mpi(m.dup()?)));
         let id = self.new_context()?;
-        self.derived(id, self.inner.members.clone())
+        self.derived(id, self.inner().members.clone())
             .ok_or_else(|| Error::invalid("dup: this rank is not a member"))
     }
 
@@ -29,6 +30,7 @@ impl Comm {
     /// with the same `colour` form a new communicator, numbered by `key` then by their
     /// rank here; a rank passing `None` (`MPI.UNDEFINED`) gets `None`.
     pub fn split(&self, colour: Option<u32>, key: i64) -> Result<Option<Comm>> {
+        on_mpi!(self, m => Ok(m.split(colour, key)?.map(Comm::open_mpi)));
         let all: Vec<(Option<u32>, i64)> = self.allgather(&(colour, key))?;
         let id = self.new_context()?;
         let Some(colour) = colour else {
@@ -71,6 +73,15 @@ impl Comm {
                 "create_cart: a grid of {dims:?} needs {cells} ranks; the communicator has {}",
                 self.size()
             )));
+        }
+        #[cfg(feature = "mpi")]
+        if let Some(m) = self.mpi() {
+            let comm = m.create_cart(dims, periods, reorder)?.map(Comm::open_mpi);
+            return Ok(comm.map(|comm| CartComm {
+                comm,
+                dims: dims.to_vec(),
+                periods: periods.to_vec(),
+            }));
         }
         let colour = (self.rank() < cells).then_some(0);
         let comm = self.split(colour, self.rank() as i64)?;
@@ -124,6 +135,7 @@ impl CartComm {
         if rank >= self.comm.size() {
             return Err(Error::invalid(format!("rank {rank} is outside the grid")));
         }
+        on_mpi!(self.comm, m => m.cart_coords(rank, self.dims.len()));
         let mut coords = vec![0; self.dims.len()];
         let mut rest = rank;
         for (d, extent) in self.dims.iter().enumerate().rev() {
@@ -164,6 +176,15 @@ impl CartComm {
             };
             rank = rank * extent + c as usize;
         }
+        #[cfg(feature = "mpi")]
+        if let Some(m) = self.comm.mpi() {
+            let wrapped: Vec<i64> = coords
+                .iter()
+                .zip(&self.dims)
+                .map(|(&c, &extent)| c.rem_euclid(extent as i64))
+                .collect();
+            return m.cart_rank(&wrapped).map(Some);
+        }
         Ok(Some(rank))
     }
 
@@ -177,6 +198,7 @@ impl CartComm {
                 self.dims.len()
             )));
         }
+        on_mpi!(self.comm, m => m.cart_shift(direction, disp));
         let me: Vec<i64> = self
             .coords(self.comm.rank())?
             .into_iter()

@@ -90,8 +90,13 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Whether this process was started as a rank by `braid run`.
+/// Whether this process was started as a rank by `braid run` (or, with the feature `mpi`,
+/// by `mpirun`).
 pub fn launched() -> bool {
+    #[cfg(feature = "mpi")]
+    if crate::openmpi::started_by_mpirun() {
+        return true;
+    }
     std::env::var_os(ENV_FD).is_some()
 }
 
@@ -99,9 +104,19 @@ pub fn launched() -> bool {
 /// reads what `braid run` put in the environment and maps the job's shared memory.
 /// Call it once per process.
 ///
+/// With the cargo feature `mpi`, a process started by `mpirun` (one that finds
+/// `OMPI_COMM_WORLD_SIZE`, `PMIX_RANK` or `PMI_RANK` in its environment, and no
+/// [`ENV_FD`]) joins its MPI job instead: `MPI_Init_thread`, with `MPI_Finalize` when
+/// the process exits and `MPI_Abort` when a thread of it panics.
+///
 /// # Errors
-/// [`Error::NotLaunched`] when the process was not started by `braid run`.
+/// [`Error::NotLaunched`] when the process was not started by `braid run` (or
+/// `mpirun`); [`Error::Mpi`] when MPI fails to start.
 pub fn init() -> Result<Comm> {
+    #[cfg(feature = "mpi")]
+    if crate::openmpi::started_by_mpirun() {
+        return crate::openmpi::init();
+    }
     let var = |name: &str| {
         std::env::var(name).map_err(|_| {
             Error::NotLaunched(format!(
@@ -170,16 +185,30 @@ pub fn run<R: Send>(size: usize, f: impl Fn(Comm) -> R + Sync) -> Result<Vec<R>>
 
 /// Seconds on a monotonic clock (`MPI.Wtime()`): subtract two readings to time code.
 pub fn wtime() -> f64 {
+    #[cfg(feature = "mpi")]
+    if crate::openmpi::active() {
+        return crate::openmpi::wtime();
+    }
     monotonic_seconds()
 }
 
 /// The resolution of [`wtime`] in seconds (`MPI.Wtick()`).
 pub fn wtick() -> f64 {
+    #[cfg(feature = "mpi")]
+    if crate::openmpi::active() {
+        return crate::openmpi::wtick();
+    }
     1e-9
 }
 
 /// This machine's name (`MPI.Get_processor_name()`).
 pub fn processor_name() -> String {
+    #[cfg(feature = "mpi")]
+    if crate::openmpi::active()
+        && let Some(name) = crate::openmpi::processor_name()
+    {
+        return name;
+    }
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

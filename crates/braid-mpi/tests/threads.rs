@@ -43,6 +43,8 @@ suite!(
     v_collectives,
     reductions,
     buffer_reductions,
+    large_ordered_reductions,
+    large_point_to_point,
     communicators,
     cartesian,
     environment,
@@ -50,7 +52,7 @@ suite!(
 
 #[test]
 fn every_case_is_in_the_suite() {
-    assert_eq!(common::cases().len(), 16);
+    assert_eq!(common::cases().len(), 18);
 }
 
 #[test]

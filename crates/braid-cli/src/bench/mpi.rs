@@ -21,75 +21,52 @@ const ENV: &str = "BRAID_BENCH_MPI";
 pub(crate) const SUITE: Suite = Suite {
     name: "mpi",
     script: "mpi.py",
-    cases: &[
-        Case {
-            name: "latency_8b",
-            unit: "us",
-            size: Size {
-                full: 200_000,
-                quick: 20_000,
-            },
-            check: None,
-            measure: Measure::Once(latency_8b),
-        },
-        Case {
-            name: "latency_1mib",
-            unit: "us",
-            size: Size {
-                full: 2_000,
-                quick: 200,
-            },
-            check: None,
-            measure: Measure::Once(latency_1mib),
-        },
-        Case {
-            name: "object_send",
-            unit: "us",
-            size: Size {
-                full: 100_000,
-                quick: 10_000,
-            },
-            check: None,
-            measure: Measure::Once(object_send),
-        },
-        Case {
-            name: "bcast_1m_doubles",
-            unit: "ms",
-            size: Size {
-                full: 200,
-                quick: 20,
-            },
-            check: None,
-            measure: Measure::Once(bcast_1m),
-        },
-        Case {
-            name: "reduce_1m_doubles",
-            unit: "ms",
-            size: Size {
-                full: 200,
-                quick: 20,
-            },
-            check: None,
-            measure: Measure::Once(reduce_1m),
-        },
-        Case {
-            name: "allreduce_1m_doubles",
-            unit: "ms",
-            size: Size {
-                full: 200,
-                quick: 20,
-            },
-            check: None,
-            measure: Measure::Once(allreduce_1m),
-        },
-    ],
+    cases: CASES,
 };
+
+/// A case of one measurement, repeated by the framework.
+macro_rules! case {
+    ($name:expr, $unit:literal, $full:expr, $quick:expr, $measure:expr) => {
+        Case {
+            name: $name,
+            unit: $unit,
+            size: Size {
+                full: $full,
+                quick: $quick,
+            },
+            check: None,
+            measure: Measure::Once($measure),
+        }
+    };
+}
+
+/// Every case on braid-mpi's shared-memory backend (and, built with the feature `openmpi`,
+/// again with braid's ranks on Open MPI under `mpirun`, like mpi4py's: the `_openmpi`
+/// rows).
+macro_rules! cases {
+    ($($suffix:literal => $job:ident),*) => {
+        &[$(
+            case!(concat!("latency_8b", $suffix), "us", 200_000, 20_000, |n| Ok($job("latency_8b", n)? * 1e6)),
+            case!(concat!("latency_1mib", $suffix), "us", 2_000, 200, |n| Ok($job("latency_1mib", n)? * 1e6)),
+            case!(concat!("object_send", $suffix), "us", 100_000, 10_000, |n| Ok($job("object_send", n)? * 1e6)),
+            case!(concat!("bcast_1m_doubles", $suffix), "ms", 200, 20, |n| Ok($job("bcast_1m_doubles", n)? * 1e3)),
+            case!(concat!("reduce_1m_doubles", $suffix), "ms", 200, 20, |n| Ok($job("reduce_1m_doubles", n)? * 1e3)),
+            case!(concat!("allreduce_1m_doubles", $suffix), "ms", 200, 20, |n| Ok($job("allreduce_1m_doubles", n)? * 1e3)),
+        )*]
+    };
+}
+
+#[cfg(not(feature = "openmpi"))]
+const CASES: &[Case] = cases!("" => job);
+#[cfg(feature = "openmpi")]
+const CASES: &[Case] = cases!("" => job, "_openmpi" => mpirun_job);
 
 inventory::submit! {
     braid::StartupHook::new("braid bench mpi rank", rank_hook)
 }
 
-/// In a rank started by [`job`]: runs the case, writes rank 0's time, and exits.
+/// In a rank started by [`job`] (or by `mpirun`): runs the case, writes rank 0's time, and
+/// exits.
 fn rank_hook() {
     let Ok(spec) = std::env::var(ENV) else {
         return;
@@ -271,26 +248,38 @@ fn fastrand_suffix() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-fn latency_8b(n: u64) -> Result<f64, CaseError> {
-    Ok(job("latency_8b", n)? * 1e6)
-}
-
-fn latency_1mib(n: u64) -> Result<f64, CaseError> {
-    Ok(job("latency_1mib", n)? * 1e6)
-}
-
-fn object_send(n: u64) -> Result<f64, CaseError> {
-    Ok(job("object_send", n)? * 1e6)
-}
-
-fn bcast_1m(n: u64) -> Result<f64, CaseError> {
-    Ok(job("bcast_1m_doubles", n)? * 1e3)
-}
-
-fn reduce_1m(n: u64) -> Result<f64, CaseError> {
-    Ok(job("reduce_1m_doubles", n)? * 1e3)
-}
-
-fn allreduce_1m(n: u64) -> Result<f64, CaseError> {
-    Ok(job("allreduce_1m_doubles", n)? * 1e3)
+/// Runs `case` on a job of two ranks of this binary started by `mpirun` (braid-mpi's Open
+/// MPI backend); returns rank 0's seconds per op.
+#[cfg(feature = "openmpi")]
+fn mpirun_job(case: &str, size: u64) -> Result<f64, CaseError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CaseError::Unavailable(format!("cannot find this program: {e}")))?;
+    let out = std::env::temp_dir().join(format!(
+        "braid-bench-mpi-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    let status = std::process::Command::new("mpirun")
+        .args(["-n", "2"])
+        .arg(&exe)
+        .env(ENV, format!("{case}:{size}:{}", out.display()))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| CaseError::Unavailable(format!("cannot start mpirun: {e}")))?;
+    let read = std::fs::read_to_string(&out);
+    if out.exists()
+        && let Err(e) = std::fs::remove_file(&out)
+    {
+        eprintln!("cannot remove {}: {e}", out.display());
+    }
+    if !status.success() {
+        return Err(CaseError::Wrong(format!("mpirun exited with {status}")));
+    }
+    let text = read.map_err(|e| CaseError::Wrong(format!("rank 0 wrote no result: {e}")))?;
+    text.trim()
+        .parse::<f64>()
+        .map_err(|e| CaseError::Wrong(format!("rank 0 wrote {text:?}: {e}")))
 }

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use braid_mpi::{
-    ANY_SOURCE, ANY_TAG, Comm, Error, Loc, Op, Request, Source, dims_create, processor_name,
-    wait_all, wait_any, wtime,
+    ANY_SOURCE, ANY_TAG, BackendKind, Comm, Error, Loc, Op, Request, Source, dims_create,
+    processor_name, wait_all, wait_any, wtime,
 };
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ pub fn cases() -> Vec<Case> {
         ("v_collectives", v_collectives),
         ("reductions", reductions),
         ("buffer_reductions", buffer_reductions),
+        ("large_ordered_reductions", large_ordered_reductions),
+        ("large_point_to_point", large_point_to_point),
         ("communicators", communicators),
         ("cartesian", cartesian),
         ("environment", environment),
@@ -160,19 +162,43 @@ fn large_buffers(comm: &Comm) -> Result<(), Error> {
 
 fn wrong_type_is_an_error(comm: &Comm) -> Result<(), Error> {
     let r = comm.rank();
+    let native = comm.backend() == BackendKind::Native;
     if r == 0 {
         comm.send_buf(&[1.5f64, 2.5], 1, 1)?;
         comm.send(&(1u8, 2u8, 3u8), 1, 2)?;
+        comm.send_buf(&[1u8, 2, 3], 1, 3)?;
     } else if r == 1 {
         let mut ints = [0i32; 2];
-        assert!(matches!(
-            comm.recv_buf(&mut ints, 0, 1),
-            Err(Error::TypeMismatch {
-                source_rank: 0,
-                tag: 1,
-                ..
-            })
-        ));
+        let wrong_type = comm.recv_buf(&mut ints, 0, 1);
+        if native {
+            assert!(matches!(
+                wrong_type,
+                Err(Error::TypeMismatch {
+                    source_rank: 0,
+                    tag: 1,
+                    ..
+                })
+            ));
+        } else {
+            // MPI messages carry no element type: only their size shows (16 bytes are
+            // four i32s), and a size that is no whole number of elements.
+            assert!(matches!(
+                wrong_type,
+                Err(Error::Truncated {
+                    found: 4,
+                    capacity: 2,
+                    ..
+                })
+            ));
+            let mut shorts = [0u16; 4];
+            assert!(matches!(
+                comm.recv_buf(&mut shorts, 0, 3),
+                Err(Error::NotWholeElements { bytes: 3, .. })
+            ));
+        }
+        let mut three = [0u8; 3];
+        comm.recv_buf(&mut three, 0, 3)?;
+        assert_eq!(three, [1, 2, 3]);
         let mut short = [0f64; 1];
         assert!(matches!(
             comm.recv_buf(&mut short, 0, 1),
@@ -285,8 +311,16 @@ fn probe(comm: &Comm) -> Result<(), Error> {
         comm.send_buf(&[1u16, 2, 3], 1, 77)?;
     } else if r == 1 {
         let status = comm.probe(ANY_SOURCE, ANY_TAG)?;
-        assert_eq!((status.source(), status.tag(), status.count()), (0, 77, 3));
-        let mut buf = vec![0u16; status.count()];
+        assert_eq!(
+            (status.source(), status.tag(), status.count_of::<u16>()),
+            (0, 77, Some(3))
+        );
+        assert!(!status.is_object());
+        if comm.backend() == BackendKind::Native {
+            // MPI messages do not carry their element type; this backend's do.
+            assert_eq!(status.count(), 3);
+        }
+        let mut buf = vec![0u16; 3];
         comm.recv_buf(&mut buf, status.source(), status.tag())?;
         assert_eq!(buf, vec![1, 2, 3]);
         assert!(comm.iprobe(0, 77)?.is_none());
@@ -369,8 +403,16 @@ fn buffer_collectives(comm: &Comm) -> Result<(), Error> {
         recv,
         (0..n).map(|i| (i * 10 + r) as u64).collect::<Vec<_>>()
     );
+    // A buffer of the wrong length is refused on every rank before anything is sent.
+    assert!(matches!(
+        comm.allgather_buf(&part, &mut everyone[1..]),
+        Err(Error::InvalidArgument(_))
+    ));
     let mut wrong = vec![0.0f32; 1000];
-    if r != 0 {
+    if comm.backend() != BackendKind::Native {
+        // In an MPI collective, every rank must pass the root's type and length, as MPI
+        // requires: a mismatch is not detected there.
+    } else if r != 0 {
         // The root sends f64s: a buffer of f32 is refused, not reinterpreted.
         let error = comm.bcast_buf(&mut wrong, 0);
         assert!(
@@ -560,6 +602,132 @@ fn buffer_reductions(comm: &Comm) -> Result<(), Error> {
     comm.allreduce_buf(&locs, &mut best, Op::maxloc())?;
     assert_eq!(best[0], Loc::new((n - 1) as f64, (n - 1) as i64));
     Ok(())
+}
+
+/// `x -> value * x + index` (wrapping) for a rank and an element: composing such maps is
+/// associative but not commutative, so a reduction that reorders ranks gives another map.
+fn affine(rank: usize, i: usize) -> Loc<u64> {
+    Loc::new(2 * (rank * 7 + i) as u64 + 3, (rank * 1000 + i) as i64)
+}
+
+/// Applies `f`, then `g`.
+fn then(f: &Loc<u64>, g: &Loc<u64>) -> Loc<u64> {
+    Loc::new(
+        g.value.wrapping_mul(f.value),
+        (g.value.wrapping_mul(f.index as u64)).wrapping_add(g.index as u64) as i64,
+    )
+}
+
+/// Reductions of buffers larger than a ring's chunk with a non-commutative operation, of
+/// odd lengths, after messages of odd byte sizes, and of a contribution that arrived
+/// before the reduction began: every rank's share is combined in rank order.
+fn large_ordered_reductions(comm: &Comm) -> Result<(), Error> {
+    let (r, n) = (comm.rank(), comm.size());
+    let compose = Op::user(then, false);
+    let want = |len: usize| -> Vec<Loc<u64>> {
+        (0..len)
+            .map(|i| (1..n).fold(affine(0, i), |acc, k| then(&acc, &affine(k, i))))
+            .collect()
+    };
+    // Odd byte counts ahead of the reductions leave the rings at odd positions.
+    for (k, len) in [3usize, 65_537, 131_071].into_iter().enumerate() {
+        if r == 0 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            comm.send_buf(&bytes, n - 1, 20 + k as i32)?;
+        } else if r == n - 1 {
+            let mut bytes = vec![0u8; len];
+            comm.recv_buf(&mut bytes, 0, 20 + k as i32)?;
+            assert!(bytes.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8));
+        }
+    }
+    for len in [1usize, 5, 4_099, 70_001] {
+        let send: Vec<Loc<u64>> = (0..len).map(|i| affine(r, i)).collect();
+        let expected = want(len);
+        let mut all = vec![Loc::new(0, 0); len];
+        comm.allreduce_buf(&send, &mut all, compose.clone())?;
+        assert!(all == expected, "allreduce of {len} on {n} ranks");
+        for root in 0..n {
+            let mut at_root = vec![Loc::new(0, 0); len];
+            comm.reduce_buf(
+                &send,
+                (r == root).then_some(&mut at_root[..]),
+                compose.clone(),
+                root,
+            )?;
+            assert!(
+                r != root || at_root == expected,
+                "reduce of {len} to {root}"
+            );
+        }
+    }
+    if comm.backend() != BackendKind::Native {
+        // MPI lets a reduction wait for the root, so rank 1 could not send after it.
+        return comm.barrier();
+    }
+    // Rank 1's share is in rank 0's queue before rank 0 starts the reduction.
+    let len = 50_000;
+    let send: Vec<Loc<u64>> = (0..len).map(|i| affine(r, i)).collect();
+    let mut at_root = vec![Loc::new(0, 0); len];
+    if r == 1 {
+        comm.reduce_buf(&send, None, compose.clone(), 0)?;
+        comm.send(&"sent", 0, 30)?;
+    } else if r == 0 {
+        assert_eq!(comm.recv::<String>(1, 30)?, "sent");
+        comm.reduce_buf(&send, Some(&mut at_root[..]), compose.clone(), 0)?;
+        assert!(at_root == want(len), "reduce of a queued share");
+    } else {
+        comm.reduce_buf(&send, None, compose.clone(), 0)?;
+    }
+    comm.barrier()
+}
+
+/// Point-to-point buffers of an odd length larger than a ring's chunk: into a receive
+/// buffer, into a posted `irecv_buf`, after a receive of the wrong type refused one, and
+/// sent by two ranks to each other at once.
+fn large_point_to_point(comm: &Comm) -> Result<(), Error> {
+    let (r, n) = (comm.rank(), comm.size());
+    let len = (1 << 20) + 3;
+    let data =
+        |seed: usize| -> Vec<u8> { (0..len).map(|i| ((i * 7 + seed) % 256) as u8).collect() };
+    let last = n - 1;
+    if r == 0 {
+        comm.send_buf(&data(1), last, 1)?;
+        comm.send_buf(&data(2), last, 2)?;
+        comm.send_buf(&data(3), last, 3)?;
+    } else if r == last {
+        let mut buf = vec![0u8; len];
+        let status = comm.recv_buf(&mut buf, 0, 1)?;
+        assert_eq!(status.count(), len);
+        assert!(buf == data(1));
+        let posted = comm.irecv_buf::<u8>(len, 0, 2)?;
+        assert!(posted.wait()? == data(2));
+        let mut wrong = vec![0u16; len];
+        let error = comm.recv_buf(&mut wrong, 0, 3);
+        if comm.backend() == BackendKind::Native {
+            assert!(
+                matches!(error, Err(Error::TypeMismatch { .. })),
+                "{error:?}"
+            );
+        } else {
+            // MPI messages carry no element type: an odd byte count is what shows.
+            assert!(
+                matches!(error, Err(Error::NotWholeElements { .. })),
+                "{error:?}"
+            );
+        }
+        comm.recv_buf(&mut buf, 0, 3)?;
+        assert!(buf == data(3));
+    }
+    // Both at once: each one's send completes while the other is in its own send (MPI's
+    // MPI_Send may wait for the receive, so this deadlocks there, as in MPI).
+    if r < 2 && comm.backend() == BackendKind::Native {
+        let peer = 1 - r;
+        comm.send_buf(&data(10 + r), peer, 4)?;
+        let mut buf = vec![0u8; len];
+        comm.recv_buf(&mut buf, peer, 4)?;
+        assert!(buf == data(10 + peer));
+    }
+    comm.barrier()
 }
 
 fn communicators(comm: &Comm) -> Result<(), Error> {
