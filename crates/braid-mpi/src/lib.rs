@@ -21,6 +21,7 @@
 //! | `reduce`, `allreduce`, `scan`, `exscan` with `MPI.SUM`, ... | the same names with [`Op::sum`], ..., [`Op::user`]; buffers: `reduce_buf`, ... |
 //! | `Dup`, `Split`, `Create_cart`, `Compute_dims` | [`Comm::dup`], [`Comm::split`], [`Comm::create_cart`], [`dims_create`] |
 //! | `MPI.Wtime()`, `MPI.Get_processor_name()` | [`wtime`], [`processor_name`] |
+//! | a large numpy array (huge pages from 4 MiB) | [`buffer`] |
 //!
 //! A waiting rank polls for a few microseconds, then spins yielding its core, for 200 µs
 //! in all before it sleeps; set
@@ -139,7 +140,7 @@ pub use comm::{
     ANY_SOURCE, ANY_TAG, BackendKind, Comm, Request, Source, Status, TagMatch, test_all, wait_all,
     wait_any,
 };
-pub use element::{Element, ElementKind, Loc};
+pub use element::{Element, ElementKind, Loc, buffer};
 pub use engine::SPIN_ENV;
 pub use error::{Error, Result};
 pub use launch::{JobOutcome, Launch, launch};

@@ -127,8 +127,9 @@ fn rank_case(comm: &Comm, case: &str, size: u64) -> Result<f64, mpi::Error> {
         Ok(start.elapsed().as_secs_f64() / size as f64 / 2.0)
     };
     let collective = |op: &CollectiveOp| {
-        let mut a = vec![comm.rank() as f64 + 1.0; 1 << 20];
-        let mut b = vec![0.0f64; 1 << 20];
+        // Huge-page backed, as numpy's arrays of this size are on the Python side.
+        let mut a = mpi::buffer(1 << 20, comm.rank() as f64 + 1.0);
+        let mut b = mpi::buffer(1 << 20, 0.0f64);
         op(&mut a, &mut b)?;
         comm.barrier()?;
         let start = Instant::now();
