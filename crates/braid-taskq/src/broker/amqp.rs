@@ -2108,10 +2108,14 @@ mod tests {
                 .await
                 .expect("the last event did not arrive");
                 let seen = seen.len();
+                // The queue's length, the reader's channel and the prefetch window,
+                // plus publishes RabbitMQ had not routed yet when the draining began
+                // (events are published without confirms, so the last call returns
+                // before they are queued, and what the reader takes meanwhile makes
+                // room): far fewer than the 30,000 sent, which a queue that kept
+                // everything would hand over.
                 assert!(
-                    // The queue's length, the reader's channel and about two prefetch
-                    // windows in flight: far fewer than the 30,000 sent.
-                    seen <= (EVENT_QUEUE_MAX as usize) + 1024 + 2 * 256 + 100,
+                    seen <= (EVENT_QUEUE_MAX as usize) + 1024 + 256 + 5_000,
                     "a slow subscriber got {seen} distinct events ({deliveries} deliveries): \
                      its queue did not drop the oldest"
                 );
