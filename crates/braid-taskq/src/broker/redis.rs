@@ -54,6 +54,14 @@ for i = 3, #KEYS do
     for _, m in ipairs(items) do
       local tag = prefix .. seq
       seq = seq + 1
+      -- A call sent again after its answer was lost runs with the same numbers: its
+      -- tags must not take over those of what the first run fetched (still unacked,
+      -- to be restored), or those messages would vanish.
+      if redis.call('HEXISTS', unacked, tag) == 1 then
+        local k = 1
+        while redis.call('HEXISTS', unacked, tag .. 'r' .. k) == 1 do k = k + 1 end
+        tag = tag .. 'r' .. k
+      end
       got = got + 1
       local first = string.sub(m, 1, 1)
       local raw = m
@@ -1094,4 +1102,61 @@ pub(crate) fn decode_envelope_body(payload: &[u8]) -> Option<Value> {
         _ => body.as_bytes().to_vec(),
     };
     serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the Redis on 127.0.0.1:6379 that scripts/test starts (database 9, keys
+    /// of this test's own): the fetch script run twice with the same tag numbers, as a
+    /// call sent again after its answer was lost is, keeps both batches unacked under
+    /// distinct tags; before, the second took over the first's tags and those messages
+    /// vanished.
+    #[test]
+    fn a_fetch_sent_again_keeps_what_the_first_fetched() {
+        let client = redis::Client::open("redis://127.0.0.1:6379/9").unwrap();
+        let mut conn = client.get_connection().expect("Redis running?");
+        let base = format!("braid-test-fetch-again-{}", uuid::Uuid::new_v4().simple());
+        let (unacked, index, list) = (
+            format!("{base}-unacked"),
+            format!("{base}-unacked_index"),
+            format!("{base}-queue"),
+        );
+        let messages: Vec<String> = (0..4).map(|i| format!("{{\"n\":{i}}}")).collect();
+        let _: () = redis::cmd("LPUSH")
+            .arg(&list)
+            .arg(&messages)
+            .query(&mut conn)
+            .unwrap();
+        let fetch = Script::new(FETCH);
+        let mut tags = Vec::new();
+        for _ in 0..2 {
+            let flat: Vec<redis::Value> = fetch
+                .key(&unacked)
+                .key(&index)
+                .key(&list)
+                .arg(2)
+                .arg(1.0)
+                .arg("p.")
+                .arg(1)
+                .arg("\"q\"")
+                .invoke(&mut conn)
+                .unwrap();
+            for triple in flat.chunks(3) {
+                tags.push(redis::from_redis_value::<String>(triple[1].clone()).unwrap());
+            }
+        }
+        let held: usize = redis::cmd("HLEN").arg(&unacked).query(&mut conn).unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&unacked)
+            .arg(&index)
+            .arg(&list)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(tags.len(), 4, "{tags:?}");
+        let distinct: std::collections::HashSet<&String> = tags.iter().collect();
+        assert_eq!(distinct.len(), 4, "tags taken twice: {tags:?}");
+        assert_eq!(held, 4, "a message fetched first vanished from unacked");
+    }
 }
