@@ -106,6 +106,12 @@ struct ActiveOp<'a, T> {
 
 /// MPI's user function: `inoutvec[i] = invec[i] op inoutvec[i]`, where `invec` comes from
 /// lower ranks.
+///
+/// # Safety
+/// Only MPI calls it, through the operation [`with_op`] creates for this `T`: both
+/// vectors hold `*len` elements of `T`'s datatype.
+// SAFETY: the signature is MPI_User_function's; the body's own block says why each
+// dereference holds.
 unsafe extern "C" fn user_function<T: Element>(
     invec: *mut c_void,
     inoutvec: *mut c_void,

@@ -121,6 +121,8 @@ fn to_int(n: usize, what: &str) -> Result<c_int> {
     c_int::try_from(n).map_err(|_| Error::invalid(format!("{what} ({n}) does not fit MPI's int")))
 }
 
+// SAFETY: `atexit` is the C library's own (C11 7.22.4.2), declared with its signature;
+// the function it registers takes nothing and returns nothing.
 unsafe extern "C" {
     fn atexit(f: extern "C" fn()) -> c_int;
 }
