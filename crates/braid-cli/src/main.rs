@@ -49,7 +49,8 @@ enum Command {
     Dashboard(taskq_cmd::DashboardArgs),
     /// Run a built-in MapReduce job (Disco's word count) on local threads or task-queue workers.
     Mapreduce(mapreduce_cmd::MapreduceArgs),
-    /// Run a name server for remote objects (Pyro's `python -m Pyro5.nameserver`).
+    /// Run a name server for remote objects (Pyro's `pyro5-ns`), or with a subcommand
+    /// list, look up, register or remove its names (Pyro's `pyro5-nsc`).
     Nameserver(nameserver_cmd::NameserverArgs),
     /// Run N ranks of an MPI program on shared memory (mpi4py's `mpiexec -n N`).
     Run(run_cmd::RunArgs),

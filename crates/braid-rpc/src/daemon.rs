@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -24,7 +24,8 @@ use crate::uri::Uri;
 pub trait Dispatch: Send + Sync + 'static {
     /// The service's name (the trait's name), for error messages.
     fn service(&self) -> &'static str;
-    /// The methods that can be called.
+    /// The methods that can be called; the daemon refuses a one-way call to any other
+    /// method as soon as it arrives.
     fn methods(&self) -> &'static [&'static str];
     /// Runs `method` with the encoded `args` and returns the encoded result.
     ///
@@ -52,6 +53,11 @@ impl Object {
     pub fn service(&self) -> &'static str {
         self.inner.service()
     }
+
+    /// The methods that can be called.
+    pub fn methods(&self) -> &'static [&'static str] {
+        self.inner.methods()
+    }
 }
 
 impl std::fmt::Debug for Object {
@@ -68,8 +74,19 @@ pub enum InstanceMode {
     /// One instance serves every call (Pyro's `single`).
     #[default]
     Single,
-    /// Each connection gets its own instance, made at its first call (Pyro's `session`).
-    PerConnection,
+    /// Each proxy gets its own instance, made at its first call (Pyro's `session`).
+    ///
+    /// A proxy and its clones form one session, however many connections they open (one
+    /// per thread calling at once, one per asynchronous call under way): every call of
+    /// theirs reaches the same instance. Proxies made separately (by [`Proxy::new`],
+    /// [`Daemon::proxy`], decoding one received over the wire) are separate sessions;
+    /// proxies derived with `with_timeout`, `with_key` and the like stay in their
+    /// original's session. The daemon drops the instance when the last connection of the
+    /// session closes: when the proxy and its clones are dropped, after
+    /// [`Proxy::release`] (which also starts a new session), or when the daemon closes
+    /// the connections. Calls of one session made at the same time run at the same time,
+    /// so the instance must be `Sync` like any other.
+    Session,
     /// Each call gets a fresh instance (Pyro's `percall`).
     PerCall,
 }
@@ -99,6 +116,8 @@ pub struct DaemonBuilder {
     max_connections: usize,
     max_message_size: usize,
     handshake_timeout: Duration,
+    frame_timeout: Duration,
+    idle_timeout: Option<Duration>,
 }
 
 impl Default for DaemonBuilder {
@@ -113,6 +132,8 @@ impl Default for DaemonBuilder {
             max_connections: 1024,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: None,
         }
     }
 }
@@ -179,6 +200,24 @@ impl DaemonBuilder {
         self
     }
 
+    /// How long the rest of a message may take to arrive once its first byte has
+    /// (default 30 s), and how long a reply may wait for the client to take it. A peer
+    /// that stops halfway through a message is disconnected after this long, so it holds
+    /// a thread and a place among [`max_connections`](Self::max_connections) no longer.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.frame_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Closes a connection on which no call arrives for `timeout` (default: never, as in
+    /// Pyro). Proxies notice the closed connection and reconnect at their next call; a
+    /// session ([`InstanceMode::Session`]) whose connections are all closed loses its
+    /// instances.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Binds the address and starts serving.
     ///
     /// # Errors
@@ -211,6 +250,8 @@ impl DaemonBuilder {
             },
             max_message_size: self.max_message_size,
             handshake_timeout: self.handshake_timeout,
+            frame_timeout: self.frame_timeout,
+            idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             host: advertised,
             local,
@@ -219,6 +260,7 @@ impl DaemonBuilder {
             stopped_cv: Condvar::new(),
             open: AtomicUsize::new(0),
             connections: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
             connection_pool: Pool::new(
                 "braid-rpc-conn",
@@ -226,6 +268,7 @@ impl DaemonBuilder {
                 Duration::from_secs(30),
             ),
             oneway_pool: Pool::new("braid-rpc-oneway", 64, Duration::from_secs(30)),
+            refusal_pool: Pool::new("braid-rpc-refuse", 4, Duration::from_secs(30)),
         });
         let accept = {
             let shared = shared.clone();
@@ -250,6 +293,8 @@ struct Shared {
     settings: Settings,
     max_message_size: usize,
     handshake_timeout: Duration,
+    frame_timeout: Duration,
+    idle_timeout: Option<Duration>,
     max_connections: usize,
     host: String,
     local: SocketAddr,
@@ -258,9 +303,75 @@ struct Shared {
     stopped_cv: Condvar,
     open: AtomicUsize,
     connections: Mutex<HashMap<u64, TcpStream>>,
+    /// The sessions with connections open: how many, and their instances.
+    sessions: Mutex<HashMap<u128, (usize, Arc<SessionObjects>)>>,
     next_connection: AtomicU64,
     connection_pool: Pool,
     oneway_pool: Pool,
+    /// Threads that tell TLS clients the daemon is busy (a TLS handshake takes a while,
+    /// and the accepting thread must not wait for it).
+    refusal_pool: Pool,
+}
+
+/// A session's instances of [`InstanceMode::Session`] objects, by name, with the serial of
+/// the registration that made them.
+type SessionObjects = Mutex<HashMap<String, (u64, Object)>>;
+
+/// One connection's membership of its session; the last one to go drops the instances.
+struct SessionGuard {
+    shared: Arc<Shared>,
+    id: u128,
+    objects: Arc<SessionObjects>,
+}
+
+impl SessionGuard {
+    fn join(shared: &Arc<Shared>, id: u128) -> SessionGuard {
+        let objects = {
+            let mut sessions = shared.sessions.lock();
+            let (count, objects) = sessions.entry(id).or_default();
+            *count += 1;
+            objects.clone()
+        };
+        SessionGuard {
+            shared: shared.clone(),
+            id,
+            objects,
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let ended = {
+            let mut sessions = self.shared.sessions.lock();
+            match sessions.get_mut(&self.id) {
+                Some((count, _)) if *count > 1 => {
+                    *count -= 1;
+                    None
+                }
+                Some(_) => sessions.remove(&self.id),
+                None => None,
+            }
+        };
+        // The instances are dropped here, outside the lock: their `Drop` may take a while.
+        drop(ended);
+    }
+}
+
+/// Keeps a connection's place among the daemon's open connections; gives it back however
+/// the connection's job ends, a panic included.
+struct ConnectionGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        // The place first: removing the handle closes the socket, and a peer that sees
+        // it closed may connect again at once.
+        self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        self.shared.connections.lock().remove(&self.id);
+    }
 }
 
 /// A server hosting remote objects, each at a URI `braid://host:port/name`, like Pyro's
@@ -351,22 +462,28 @@ impl Daemon {
     /// Serves `object` as `name`: one instance for every call ([`InstanceMode::Single`]).
     ///
     /// # Errors
-    /// [`Error::DuplicateObject`] when the name is taken on this daemon.
+    /// [`Error::DuplicateObject`] when the name is taken on this daemon;
+    /// [`Error::Shutdown`] after the daemon stopped.
     pub fn register(&self, name: &str, object: Object) -> Result<Uri, Error> {
         self.insert(name, InstanceMode::Single, Source::Instance(object))
     }
 
     /// Serves objects made by `factory` as `name`, as many as `mode` says: one made now
-    /// ([`InstanceMode::Single`]), one per connection, or one per call.
+    /// ([`InstanceMode::Single`]), one per proxy ([`InstanceMode::Session`]), or one per
+    /// call.
     ///
     /// # Errors
-    /// [`Error::DuplicateObject`] when the name is taken on this daemon.
+    /// [`Error::DuplicateObject`] when the name is taken on this daemon;
+    /// [`Error::Shutdown`] after the daemon stopped.
     pub fn register_factory(
         &self,
         name: &str,
         mode: InstanceMode,
         factory: impl Fn() -> Object + Send + Sync + 'static,
     ) -> Result<Uri, Error> {
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
         let source = match mode {
             InstanceMode::Single => Source::Instance(factory()),
             _ => Source::Factory(Arc::new(factory)),
@@ -375,6 +492,9 @@ impl Daemon {
     }
 
     fn insert(&self, name: &str, mode: InstanceMode, source: Source) -> Result<Uri, Error> {
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
         let mut objects = self.shared.objects.write();
         if objects.contains_key(name) {
             return Err(Error::DuplicateObject(name.to_string()));
@@ -516,18 +636,18 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
         }
         shared.open.fetch_add(1, Ordering::AcqRel);
-        let job_shared = shared.clone();
+        let guard = ConnectionGuard {
+            shared: shared.clone(),
+            id,
+        };
         let job = Box::new(move || {
-            serve_connection(&job_shared, tcp, peer);
-            job_shared.connections.lock().remove(&id);
-            job_shared.open.fetch_sub(1, Ordering::AcqRel);
+            serve_connection(&guard.shared, tcp, peer);
+            drop(guard);
         });
-        if let Err(job) = shared.connection_pool.execute(job) {
-            tracing::warn!("no thread for the connection from {peer}; closing it");
-            drop(job);
-            shared.connections.lock().remove(&id);
-            shared.open.fetch_sub(1, Ordering::AcqRel);
-        }
+        // The pool has a thread per place, but a thread whose connection has just given
+        // its place back may not be waiting for work yet: the connection then waits for it
+        // in the pool's queue.
+        shared.connection_pool.execute_or_queue(job);
     }
 }
 
@@ -537,16 +657,36 @@ fn turn_away(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         shared.max_connections
     );
     tracing::warn!("turning away {peer}: {reason}");
-    if shared.tls.is_some() {
-        return;
-    }
-    if let Err(e) = tcp.set_write_timeout(Some(Duration::from_secs(1))) {
+    let patience = Some(Duration::from_secs(1));
+    if let Err(e) = tcp
+        .set_write_timeout(patience)
+        .and_then(|()| tcp.set_read_timeout(patience))
+    {
         tracing::debug!("turning away {peer}: {e}");
         return;
     }
-    let mut stream = Stream::Plain(tcp);
-    if let Err(e) = security::refuse_busy(&mut stream, reason) {
-        tracing::debug!("telling {peer} the daemon is busy: {e}");
+    let Some(tls) = shared.tls.clone() else {
+        // A small write into an empty socket buffer: it does not block the accepting
+        // thread.
+        refuse(Stream::Plain(tcp), peer, reason);
+        return;
+    };
+    // Over TLS the reply needs a handshake first, a round trip or more: a thread of the
+    // small refusal pool does it. When that pool is busy too, the client only sees the
+    // connection closed.
+    let job = Box::new(move || match Stream::server(tcp, Some(&tls)) {
+        Ok(stream) => refuse(stream, peer, reason),
+        Err(e) => tracing::debug!("telling {peer} the daemon is busy: {e}"),
+    });
+    if shared.refusal_pool.execute(job).is_err() {
+        tracing::debug!("no thread to tell {peer} the daemon is busy; closing");
+    }
+}
+
+fn refuse(mut stream: Stream, peer: SocketAddr, reason: String) {
+    match security::refuse_busy(&mut stream, reason) {
+        Ok(()) => stream.close(),
+        Err(e) => tracing::debug!("telling {peer} the daemon is busy: {e}"),
     }
 }
 
@@ -599,23 +739,53 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let mut reader = FrameReader::new();
-    if let Err(reason) = security::accept(&mut stream, &mut reader, shared.key.as_deref()) {
-        tracing::info!("refused connection from {peer}: {reason}");
-        stream.close();
-        return;
-    }
-    let idle = stream
+    let session = match security::accept(&mut stream, &mut reader, shared.key.as_deref()) {
+        Ok(session) => SessionGuard::join(shared, session),
+        Err(reason) => {
+            tracing::info!("refused connection from {peer}: {reason}");
+            stream.close();
+            return;
+        }
+    };
+    // Reads block at most `tick` at a time, so that a wait for the next request can look
+    // at the idle timeout; a frame under way gets the rest of its deadline (see `Timed`).
+    let tick = shared
+        .idle_timeout
+        .map_or(shared.frame_timeout, |idle| idle.min(shared.frame_timeout));
+    let timeouts = stream
         .tcp()
-        .set_read_timeout(None)
-        .and_then(|()| stream.tcp().set_write_timeout(None));
-    if let Err(e) = idle {
+        .set_read_timeout(Some(tick))
+        .and_then(|()| stream.tcp().set_write_timeout(Some(shared.frame_timeout)));
+    if let Err(e) = timeouts {
         tracing::debug!("connection from {peer}: {e}");
         return;
     }
+    let mut socket_timeout = tick;
     tracing::debug!("connection from {peer} accepted");
-    let mut session: HashMap<String, (u64, Object)> = HashMap::new();
+    let mut last_frame = Instant::now();
     loop {
-        let request = match reader.read_frame(&mut stream, shared.max_message_size) {
+        if socket_timeout != tick {
+            if let Err(e) = stream.tcp().set_read_timeout(Some(tick)) {
+                tracing::debug!("connection from {peer}: {e}");
+                break;
+            }
+            socket_timeout = tick;
+        }
+        if !reader.await_bytes(stream.tcp()) && !stream.has_pending_plaintext() {
+            match wait_for_request(stream.tcp(), last_frame, shared.idle_timeout) {
+                Waited::Ready => {}
+                Waited::Idle(idle) => {
+                    tracing::info!("closing the connection from {peer}: idle for {idle:?}");
+                    break;
+                }
+            }
+        }
+        let mut timed = Timed {
+            stream: &mut stream,
+            deadline: Instant::now() + shared.frame_timeout,
+            socket_timeout: &mut socket_timeout,
+        };
+        let request = match reader.read_frame(&mut timed, shared.max_message_size) {
             Ok(Some(body)) => match decode_body::<Request>(body) {
                 Ok(request) => request,
                 Err(e) => {
@@ -649,6 +819,18 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 );
                 break;
             }
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                tracing::warn!(
+                    "{peer} sent part of a message and not the rest within {:?}; closing",
+                    shared.frame_timeout
+                );
+                break;
+            }
             Err(FrameError::Io(e)) => {
                 if !shared.stopping.load(Ordering::Acquire) {
                     tracing::debug!("connection from {peer}: {e}");
@@ -656,6 +838,7 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 break;
             }
         };
+        last_frame = Instant::now();
         let response = match request {
             Request::Call {
                 id,
@@ -664,9 +847,15 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 oneway,
                 args,
             } => {
-                let target = resolve(shared, &mut session, &object);
+                let target = resolve(shared, &session.objects, &object);
                 if oneway {
                     match target {
+                        Ok(target) if !target.methods().contains(&method.as_str()) => {
+                            tracing::warn!(
+                                "one-way call from {peer} to {object}.{method}: {} has no such method",
+                                target.service()
+                            );
+                        }
                         Ok(target) => run_oneway(shared, target, object, method, args, peer),
                         Err(fault) => {
                             tracing::warn!("one-way call from {peer} failed: {fault:?}");
@@ -681,7 +870,7 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             Request::Batch { id, object, calls } => {
                 let mut outcomes = Vec::with_capacity(calls.len());
                 for (method, args) in calls {
-                    let outcome = resolve(shared, &mut session, &object)
+                    let outcome = resolve(shared, &session.objects, &object)
                         .and_then(|target| invoke(shared, &target, &object, &method, &args, peer));
                     let failed = outcome.is_err();
                     outcomes.push(outcome);
@@ -698,7 +887,72 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         }
     }
     stream.close();
+    drop(session);
     tracing::debug!("connection from {peer} closed");
+}
+
+/// What waiting for the next request came to.
+enum Waited {
+    /// Bytes are there to read (or the end of the stream, or an error, for the read to
+    /// report).
+    Ready,
+    /// Nothing came for the idle timeout.
+    Idle(Duration),
+}
+
+/// Blocks until the socket has something to read, looking at the idle timeout each time
+/// the socket's read timeout passes.
+fn wait_for_request(socket: &TcpStream, since: Instant, idle_timeout: Option<Duration>) -> Waited {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::net::recv(socket, &mut byte[..], rustix::net::RecvFlags::PEEK) {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+                if let Some(idle) = idle_timeout
+                    && since.elapsed() >= idle
+                {
+                    return Waited::Idle(idle);
+                }
+            }
+            _ => return Waited::Ready,
+        }
+    }
+}
+
+/// A connection's stream while a frame is read: each read blocks no longer than what is
+/// left of the frame's deadline, and a read past it fails with `TimedOut`.
+struct Timed<'a> {
+    stream: &'a mut Stream,
+    deadline: Instant,
+    /// The socket's read timeout now, to set it only when it must change.
+    socket_timeout: &'a mut Duration,
+}
+
+impl io::Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the rest of the message did not come in time",
+                ));
+            }
+            if left < *self.socket_timeout {
+                self.stream.tcp().set_read_timeout(Some(left))?;
+                *self.socket_timeout = left;
+            }
+            match self.stream.read(buf) {
+                // The socket's timeout is shorter than the frame's when an idle timeout is
+                // set: go on until the frame's own deadline.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) => {}
+                outcome => return outcome,
+            }
+        }
+    }
 }
 
 fn run_oneway(
@@ -721,11 +975,7 @@ fn run_oneway(
     }
 }
 
-fn resolve(
-    shared: &Shared,
-    session: &mut HashMap<String, (u64, Object)>,
-    name: &str,
-) -> Result<Object, Fault> {
+fn resolve(shared: &Shared, session: &SessionObjects, name: &str) -> Result<Object, Fault> {
     let (serial, mode, factory) = {
         let objects = shared.objects.read();
         let entry = objects.get(name).ok_or_else(|| Fault::UnknownObject {
@@ -736,21 +986,26 @@ fn resolve(
             Source::Factory(factory) => (entry.serial, entry.mode, factory.clone()),
         }
     };
-    if mode == InstanceMode::PerConnection
-        && let Some((cached, object)) = session.get(name)
-        && *cached == serial
-    {
-        return Ok(object.clone());
-    }
-    let object =
+    let make = || {
         catch_unwind(AssertUnwindSafe(|| factory())).map_err(|payload| Fault::Panicked {
             object: name.to_string(),
             method: "<factory>".to_string(),
             message: panic_message(payload.as_ref()),
-        })?;
-    if mode == InstanceMode::PerConnection {
-        session.insert(name.to_string(), (serial, object.clone()));
+        })
+    };
+    if mode != InstanceMode::Session {
+        return make();
     }
+    // Held while the factory runs, so that two connections of the session calling at once
+    // get one instance.
+    let mut session = session.lock();
+    if let Some((cached, object)) = session.get(name)
+        && *cached == serial
+    {
+        return Ok(object.clone());
+    }
+    let object = make()?;
+    session.insert(name.to_string(), (serial, object.clone()));
     Ok(object)
 }
 
@@ -802,5 +1057,66 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic with a non-string payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_thread_that_panics_gives_its_place_back() {
+        let daemon = Daemon::start().unwrap();
+        let shared = daemon.shared.clone();
+        let tcp = TcpStream::connect(daemon.local_addr()).unwrap();
+        shared.connections.lock().insert(u64::MAX, tcp);
+        shared.open.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnectionGuard {
+            shared: shared.clone(),
+            id: u64::MAX,
+        };
+        let outcome = std::thread::spawn(move || {
+            let _guard = guard;
+            panic!("outside any method");
+        })
+        .join();
+        assert!(outcome.is_err());
+        assert!(!shared.connections.lock().contains_key(&u64::MAX));
+        // The daemon's own connection from `TcpStream::connect` may still be open.
+        assert!(shared.open.load(Ordering::Acquire) <= 1);
+    }
+
+    #[test]
+    fn a_session_ends_with_its_last_connection() {
+        let daemon = Daemon::start().unwrap();
+        let first = SessionGuard::join(&daemon.shared, 7);
+        let second = SessionGuard::join(&daemon.shared, 7);
+        assert!(Arc::ptr_eq(&first.objects, &second.objects));
+        drop(first);
+        assert_eq!(daemon.shared.sessions.lock().get(&7).map(|s| s.0), Some(1));
+        drop(second);
+        assert!(daemon.shared.sessions.lock().is_empty());
+    }
+
+    #[test]
+    fn a_stopped_daemon_registers_nothing() {
+        let daemon = Daemon::start().unwrap();
+        daemon.shutdown();
+        let err = daemon.register("x", Object::new(Nothing)).unwrap_err();
+        assert_eq!(err, Error::Shutdown);
+    }
+
+    struct Nothing;
+
+    impl Dispatch for Nothing {
+        fn service(&self) -> &'static str {
+            "Nothing"
+        }
+        fn methods(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn dispatch(&self, _method: &str, _args: &[u8]) -> Result<Vec<u8>, DispatchError> {
+            Err(DispatchError::UnknownMethod)
+        }
     }
 }

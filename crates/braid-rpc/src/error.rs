@@ -210,9 +210,6 @@ pub(crate) enum Fault {
     },
     Protocol(String),
     Busy(String),
-    Aborted {
-        failed: usize,
-    },
 }
 
 impl From<Fault> for Error {
@@ -250,7 +247,6 @@ impl From<Fault> for Error {
             Fault::MessageTooLarge { size, limit } => Error::MessageTooLarge { size, limit },
             Fault::Protocol(message) => Error::Protocol(format!("the daemon says: {message}")),
             Fault::Busy(message) => Error::Busy(message),
-            Fault::Aborted { failed } => Error::BatchAborted { failed },
         }
     }
 }

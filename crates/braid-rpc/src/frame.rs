@@ -2,6 +2,8 @@
 //! postcard) and the messages they carry.
 
 use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Fault;
 
 /// The protocol version both sides announce in their handshake.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The default limit on one message, either way (Pyro's `MAX_MESSAGE_SIZE` is unlimited by
 /// default; an unlimited length prefix lets one peer make the other allocate 4 GiB).
@@ -31,6 +33,9 @@ pub(crate) struct ClientHello {
     pub protocol: u32,
     pub nonce: Vec<u8>,
     pub mac: Option<Vec<u8>>,
+    /// The proxy's session: connections with the same session share the instances of
+    /// objects served in [`InstanceMode::Session`](crate::InstanceMode::Session).
+    pub session: u128,
 }
 
 /// The daemon's verdict on the client's answer.
@@ -55,6 +60,17 @@ pub(crate) enum Request {
         object: String,
         calls: Vec<(String, Vec<u8>)>,
     },
+}
+
+impl Request {
+    /// Points the request at `object` (a name resolved anew may name another object).
+    pub fn set_object(&mut self, name: &str) {
+        match self {
+            Request::Call { object, .. } | Request::Batch { object, .. } => {
+                name.clone_into(object);
+            }
+        }
+    }
 }
 
 /// What a daemon sends after the handshake.
@@ -102,6 +118,61 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String>
     }
 }
 
+/// How long a reader polls its socket before it blocks in `read`.
+///
+/// A blocking read that finds nothing puts the thread to sleep, and waking it when the
+/// bytes come costs tens of microseconds on a virtual machine (a loopback TCP round trip of
+/// two sleeping threads took ~56 µs on the 2-vCPU machine braid is tested on, against
+/// ~12 µs when both sides poll). Calls in a loop get their answer, and daemons their next
+/// request, within that window, so polling first removes most of the latency.
+const SPIN_BUDGET: Duration = Duration::from_micros(60);
+
+/// After this many polls in a row that found nothing, polling pauses longest.
+const MAX_BACKOFF_SHIFT: u32 = 6;
+
+/// Adaptive polling before a blocking read.
+///
+/// Each wait polls the socket with a non-blocking peek, yielding the CPU between looks so
+/// that other runnable threads (an oversubscribed machine, many connections) go first,
+/// for at most [`SPIN_BUDGET`]. A wait whose bytes did not come in time is a miss: after
+/// `k` misses in a row, only one wait in `2^k` (at most 64) polls at all, so an idle or slow
+/// peer costs almost nothing, and the first hit polls every time again.
+#[derive(Debug, Default)]
+pub(crate) struct ReadSpin {
+    misses: u32,
+    skip: u32,
+}
+
+impl ReadSpin {
+    /// Polls `socket` until bytes (or the end of the stream, or an error) are there to
+    /// read, or the budget is spent; returns whether the read will not block.
+    pub fn wait(&mut self, socket: &TcpStream) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        let mut byte = [0u8; 1];
+        let start = Instant::now();
+        loop {
+            match rustix::net::recv(socket, &mut byte[..], flags) {
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                // Bytes, the end of the stream or an error: the read will say which.
+                _ => {
+                    self.misses = 0;
+                    return true;
+                }
+            }
+            if start.elapsed() >= SPIN_BUDGET {
+                self.misses = (self.misses + 1).min(MAX_BACKOFF_SHIFT);
+                self.skip = (1 << self.misses) - 1;
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Reads frames from a byte stream through its own buffer, so that a small frame usually
 /// costs one read.
 #[derive(Debug)]
@@ -109,6 +180,7 @@ pub(crate) struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    spin: ReadSpin,
 }
 
 const INITIAL_BUFFER: usize = 16 * 1024;
@@ -119,7 +191,17 @@ impl FrameReader {
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
+            spin: ReadSpin::default(),
         }
+    }
+
+    /// Before a read that would block, polls `socket` for a short while (see [`ReadSpin`]),
+    /// so that an answer arriving within microseconds is taken without the scheduler's
+    /// wake-up latency. Does nothing when a frame's bytes are buffered already. Returns
+    /// whether bytes (or the end of the stream) are known to be there, so that the next
+    /// read will not block.
+    pub fn await_bytes(&mut self, socket: &TcpStream) -> bool {
+        self.has_buffered() || self.spin.wait(socket)
     }
 
     /// Whether bytes of a next frame are buffered already.

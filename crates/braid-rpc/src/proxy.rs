@@ -1,10 +1,13 @@
+use std::future::Future;
 use std::io::{self, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
@@ -57,10 +60,6 @@ impl IntoUri for &String {
     }
 }
 
-/// How long a connection may sit idle before a call checks that the daemon has not closed
-/// it.
-const STALE_CHECK_AFTER: Duration = Duration::from_millis(1);
-
 /// Where a proxy's calls go once its URI is resolved.
 #[derive(Debug, Clone)]
 struct Target {
@@ -82,8 +81,6 @@ impl Target {
 
 /// One open connection to a daemon.
 struct Conn {
-    /// When the connection was last put back idle.
-    idle_since: Instant,
     stream: Stream,
     reader: FrameReader,
     target: Target,
@@ -134,9 +131,35 @@ fn tls_peer_closed(tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpSt
     tls.sock.set_nonblocking(false).is_err() || closed
 }
 
+/// A session id unique to this proxy among the daemon's clients: a random number drawn
+/// once per process, and a counter.
+fn new_session() -> u128 {
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        match rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) {
+            Ok(_) => u64::from_le_bytes(bytes),
+            Err(e) => {
+                // Without randomness the process id and the time tell processes apart.
+                tracing::warn!("no random session id: {e}");
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_nanos() as u64);
+                now ^ (u64::from(std::process::id()) << 32)
+            }
+        }
+    });
+    (u128::from(process) << 64) | u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 struct Inner {
     uri: Uri,
     settings: Settings,
+    /// Sent in each connection's handshake; see [`InstanceMode::Session`].
+    ///
+    /// [`InstanceMode::Session`]: crate::InstanceMode::Session
+    session: Mutex<u128>,
     resolved: Mutex<Option<Target>>,
     idle: Mutex<Vec<Conn>>,
     next_id: AtomicU64,
@@ -145,12 +168,23 @@ struct Inner {
 /// An untyped proxy for a remote object; `#[service]` generates typed proxies over it.
 ///
 /// It connects on the first call and keeps its connections for the next ones; clones
-/// share them, and calls from several threads at once use one connection each. After a
-/// connection is lost (the daemon restarted, the network failed) the call under way fails
-/// with [`Error::ConnectionLost`] and the next call connects again, resolving a
-/// `braidname:` URI anew. A proxy serialises as its URI: passed to or returned from a
-/// remote method, it arrives as a proxy for the same object, with the key and TLS
-/// settings of the side that decodes it.
+/// share them, and calls from several threads at once use one connection each. A proxy
+/// and its clones are one session for objects served in
+/// [`InstanceMode::Session`](crate::InstanceMode::Session). A proxy serialises as its
+/// URI: passed to or returned from a remote method, it arrives as a proxy for the same
+/// object, with the key and TLS settings of the side that decodes it.
+///
+/// # Reconnection
+///
+/// After the daemon restarts or closes a connection, the next call connects again
+/// (resolving a `braidname:` URI anew) and succeeds if the daemon is back. A pooled
+/// connection is checked before it is used, and one found closed is replaced. A call
+/// whose request could not be written on a pooled connection is sent again, once, on a
+/// new connection: the daemon runs only whole requests, so it cannot have run it. A call
+/// whose request was written is never sent again, because the daemon may have run it
+/// (non-idempotent methods would run twice): when the connection breaks before the
+/// answer, the call fails with [`Error::ConnectionLost`] or [`Error::Timeout`] and the
+/// caller decides.
 #[derive(Clone)]
 pub struct Proxy {
     inner: Arc<Inner>,
@@ -183,10 +217,15 @@ impl Proxy {
     }
 
     pub(crate) fn with_settings(uri: Uri, settings: Settings) -> Proxy {
+        Proxy::in_session(uri, settings, new_session())
+    }
+
+    fn in_session(uri: Uri, settings: Settings, session: u128) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
                 uri,
                 settings,
+                session: Mutex::new(session),
                 resolved: Mutex::new(None),
                 idle: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(1),
@@ -201,7 +240,7 @@ impl Proxy {
     fn reconfigured(&self, change: impl FnOnce(&mut Settings)) -> Proxy {
         let mut settings = self.inner.settings.clone();
         change(&mut settings);
-        Proxy::with_settings(self.inner.uri.clone(), settings)
+        Proxy::in_session(self.inner.uri.clone(), settings, *self.inner.session.lock())
     }
 
     /// The object's URI.
@@ -238,14 +277,16 @@ impl Proxy {
     /// What connecting can fail with: [`Error::Connect`], [`Error::Authentication`],
     /// [`Error::Tls`], [`Error::NameNotFound`].
     pub fn bind(&self) -> Result<(), Error> {
-        let conn = self.checkout()?;
+        let (conn, _) = self.checkout()?;
         self.checkin(conn);
         Ok(())
     }
 
     /// Closes the idle connections, like Pyro's `_pyroRelease`; the next call connects
-    /// again.
+    /// again, in a new session (so objects served in
+    /// [`InstanceMode::Session`](crate::InstanceMode::Session) start a new instance).
     pub fn release(&self) {
+        *self.inner.session.lock() = new_session();
         for mut conn in self.inner.idle.lock().drain(..) {
             conn.stream.close();
         }
@@ -297,12 +338,20 @@ impl Proxy {
     }
 
     fn connect(&self) -> Result<Conn, Error> {
+        let cached = self.inner.resolved.lock().is_some();
         let target = self.target()?;
         match self.open(&target) {
             Ok(conn) => Ok(conn),
             Err(e) => {
                 self.forget_resolution();
-                Err(e)
+                if !(cached && e.is_connection_error()) {
+                    return Err(e);
+                }
+                // The name was resolved a while ago and the object may have moved: ask the
+                // name server again (nothing was sent, so trying again is safe).
+                tracing::debug!("{} unreachable ({e}); resolving it again", target.address());
+                let target = self.target()?;
+                self.open(&target).inspect_err(|_| self.forget_resolution())
             }
         }
     }
@@ -356,14 +405,20 @@ impl Proxy {
         };
         let mut stream = Stream::client(tcp, &target.host, tls)?;
         let mut reader = FrameReader::new();
-        security::connect(&mut stream, &mut reader, settings.key.as_deref(), &address)?;
+        let session = *self.inner.session.lock();
+        security::connect(
+            &mut stream,
+            &mut reader,
+            settings.key.as_deref(),
+            session,
+            &address,
+        )?;
         stream
             .tcp()
             .set_read_timeout(settings.timeout)
             .and_then(|()| stream.tcp().set_write_timeout(settings.timeout))
             .map_err(|e| connect_error(e.to_string()))?;
         Ok(Conn {
-            idle_since: Instant::now(),
             stream,
             reader,
             target: target.clone(),
@@ -371,25 +426,27 @@ impl Proxy {
         })
     }
 
-    fn checkout(&self) -> Result<Conn, Error> {
+    /// A connection, and whether it was pooled (used before).
+    fn checkout(&self) -> Result<(Conn, bool), Error> {
         loop {
             let Some(mut conn) = self.inner.idle.lock().pop() else {
                 break;
             };
-            // A connection used a moment ago is not checked: a call on it that finds it
-            // closed fails, and the next one reconnects. Checking costs a system call.
-            if conn.idle_since.elapsed() >= STALE_CHECK_AFTER && conn.is_stale() {
+            // Every time, however recently it was used (a daemon restarts in less than a
+            // millisecond): a request written into a connection the daemon has closed
+            // fails after it was sent, and cannot be sent again safely (see `Proxy`). The
+            // check costs one non-blocking system call.
+            if conn.is_stale() {
                 tracing::debug!("connection to {} was closed; reconnecting", conn.address);
                 conn.stream.close();
                 continue;
             }
-            return Ok(conn);
+            return Ok((conn, true));
         }
-        self.connect()
+        Ok((self.connect()?, false))
     }
 
-    fn checkin(&self, mut conn: Conn) {
-        conn.idle_since = Instant::now();
+    fn checkin(&self, conn: Conn) {
         self.inner.idle.lock().push(conn);
     }
 
@@ -414,37 +471,52 @@ impl Proxy {
         request: impl FnOnce(&str, u64) -> Request,
         oneway: bool,
     ) -> Result<Option<Response>, Error> {
-        let mut conn = self.checkout()?;
+        let (mut conn, mut pooled) = self.checkout()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&request(&conn.target.object, id))
-            .map_err(|e| Error::Encode(e.to_string()));
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => {
-                self.checkin(conn);
-                return Err(e);
-            }
-        };
+        let mut request = request(&conn.target.object, id);
         let limit = self.inner.settings.max_message_size;
-        if frame.len() - 4 > limit {
-            self.checkin(conn);
-            return Err(Error::MessageTooLarge {
-                size: (frame.len() - 4) as u64,
-                limit: limit as u64,
-            });
-        }
-        if let Err(e) = conn
-            .stream
-            .write_all(&frame)
-            .and_then(|()| conn.stream.flush())
-        {
+        loop {
+            let frame = match encode_frame(&request) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.checkin(conn);
+                    return Err(Error::Encode(e.to_string()));
+                }
+            };
+            if frame.len() - 4 > limit {
+                self.checkin(conn);
+                return Err(Error::MessageTooLarge {
+                    size: (frame.len() - 4) as u64,
+                    limit: limit as u64,
+                });
+            }
+            let Err(e) = conn
+                .stream
+                .write_all(&frame)
+                .and_then(|()| conn.stream.flush())
+            else {
+                break;
+            };
             self.forget_resolution();
-            return Err(self.io_error(&conn, e));
+            if !pooled {
+                return Err(self.io_error(&conn, e));
+            }
+            // The daemon runs only whole requests, and this one was not written whole:
+            // it has not run, and may go once more on a new connection.
+            tracing::debug!(
+                "writing to a pooled connection to {} failed ({e}); reconnecting",
+                conn.address
+            );
+            conn.stream.close();
+            conn = self.connect()?;
+            pooled = false;
+            request.set_object(&conn.target.object);
         }
         if oneway {
             self.checkin(conn);
             return Ok(None);
         }
+        conn.reader.await_bytes(conn.stream.tcp());
         let response = match conn.reader.read_frame(&mut conn.stream, limit) {
             Ok(Some(body)) => decode_body::<Response>(body)
                 .map_err(|e| Error::Protocol(format!("the reply does not decode: {e}"))),
@@ -552,7 +624,9 @@ impl Proxy {
     }
 
     /// Starts `method` on a background thread and returns at once; the result arrives in
-    /// the [`AsyncResult`] (Pyro4's asynchronous proxy and `FutureResult`).
+    /// the [`AsyncResult`] (Pyro4's asynchronous proxy and `FutureResult`), which can be
+    /// waited for or awaited. At most 256 asynchronous calls (of all proxies) run at
+    /// once; more wait in a queue for a thread.
     pub fn call_async<A: Serialize + ?Sized, R: DeserializeOwned + Send + 'static>(
         &self,
         method: &str,
@@ -574,16 +648,9 @@ impl Proxy {
                 .and_then(|bytes| proxy.decode(&bytes));
             completer.complete(outcome);
         });
-        if let Err(job) = async_pool().execute(job) {
-            // Every pooled thread is busy: this call gets a thread of its own. If none can
-            // be started the job is dropped, and its completer reports the call as lost.
-            if let Err(e) = std::thread::Builder::new()
-                .name("braid-rpc-async".into())
-                .spawn(job)
-            {
-                tracing::warn!("cannot start a thread for an asynchronous call: {e}");
-            }
-        }
+        // When every thread of the pool is busy the call waits for one: the number of
+        // threads stays bounded however many calls are started.
+        async_pool().execute_or_queue(job);
         result
     }
 
@@ -616,9 +683,31 @@ fn async_pool() -> &'static Pool {
     POOL.get_or_init(|| Pool::new("braid-rpc-async", 256, Duration::from_secs(10)))
 }
 
+struct AsyncState<T> {
+    outcome: Option<Result<T, Error>>,
+    /// The task awaiting the result, woken when it arrives.
+    waker: Option<Waker>,
+    /// Whether the result was handed out already.
+    taken: bool,
+}
+
 struct AsyncSlot<T> {
-    outcome: Mutex<Option<Result<T, Error>>>,
+    state: Mutex<AsyncState<T>>,
     ready: Condvar,
+}
+
+impl<T> AsyncSlot<T> {
+    fn fill(&self, outcome: Result<T, Error>) {
+        let waker = {
+            let mut state = self.state.lock();
+            state.outcome = Some(outcome);
+            state.waker.take()
+        };
+        self.ready.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// Fills an [`AsyncResult`]; dropped unfilled, it fills it with [`Error::Lost`].
@@ -629,8 +718,7 @@ struct Completer<T> {
 impl<T> Completer<T> {
     fn complete(mut self, outcome: Result<T, Error>) {
         if let Some(slot) = self.slot.take() {
-            *slot.outcome.lock() = Some(outcome);
-            slot.ready.notify_all();
+            slot.fill(outcome);
         }
     }
 }
@@ -638,17 +726,20 @@ impl<T> Completer<T> {
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            *slot.outcome.lock() = Some(Err(Error::Lost(
+            slot.fill(Err(Error::Lost(
                 "the thread running it ended without a result".into(),
             )));
-            slot.ready.notify_all();
         }
     }
 }
 
 fn async_pair<T>() -> (Completer<T>, AsyncResult<T>) {
     let slot = Arc::new(AsyncSlot {
-        outcome: Mutex::new(None),
+        state: Mutex::new(AsyncState {
+            outcome: None,
+            waker: None,
+            taken: false,
+        }),
         ready: Condvar::new(),
     });
     (
@@ -661,6 +752,24 @@ fn async_pair<T>() -> (Completer<T>, AsyncResult<T>) {
 
 /// The result of an asynchronous call, to be read when it is ready (Pyro4's
 /// `FutureResult`).
+///
+/// Read it by blocking ([`result`](AsyncResult::result),
+/// [`wait_timeout`](AsyncResult::wait_timeout)) or by awaiting it: `AsyncResult` is a
+/// [`Future`] woken when the call completes, so an async task waits without blocking its
+/// runtime's thread (the call itself runs on a thread of braid-rpc's own pool).
+///
+/// ```no_run
+/// # #[braid_rpc::service]
+/// # pub trait Calculator { fn add(&self, a: i64, b: i64) -> i64; }
+/// # async fn run(calc: CalculatorProxy) -> Result<(), braid_rpc::Error> {
+/// let sum = calc.add_async(2, 3).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Cancel safety
+///
+/// Dropping the future does not cancel the call: the daemon runs it anyway and its result
+/// is dropped.
 pub struct AsyncResult<T> {
     slot: Arc<AsyncSlot<T>>,
 }
@@ -673,33 +782,65 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
     }
 }
 
+fn take_outcome<T>(state: &mut AsyncState<T>) -> Result<T, Error> {
+    match state.outcome.take() {
+        Some(outcome) => {
+            state.taken = true;
+            outcome
+        }
+        None => Err(Error::Lost("the result was taken already".into())),
+    }
+}
+
 impl<T> AsyncResult<T> {
     /// Whether the result has arrived.
     pub fn is_ready(&self) -> bool {
-        self.slot.outcome.lock().is_some()
+        let state = self.slot.state.lock();
+        state.outcome.is_some() || state.taken
     }
 
     /// Waits up to `timeout` for the result; returns whether it has arrived.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let mut outcome = self.slot.outcome.lock();
-        if outcome.is_none() {
-            self.slot
-                .ready
-                .wait_while_for(&mut outcome, |o| o.is_none(), timeout);
+        let mut state = self.slot.state.lock();
+        if state.outcome.is_none() && !state.taken {
+            self.slot.ready.wait_while_for(
+                &mut state,
+                |s| s.outcome.is_none() && !s.taken,
+                timeout,
+            );
         }
-        outcome.is_some()
+        state.outcome.is_some() || state.taken
     }
 
-    /// Waits for the result and returns it.
+    /// Waits for the result and returns it; blocks the thread (in async code, `.await`
+    /// the `AsyncResult` instead).
     ///
     /// # Errors
     /// Whatever the call failed with.
     pub fn result(self) -> Result<T, Error> {
-        let mut outcome = self.slot.outcome.lock();
-        self.slot.ready.wait_while(&mut outcome, |o| o.is_none());
-        outcome
-            .take()
-            .unwrap_or_else(|| Err(Error::Lost("the result was taken already".into())))
+        let mut state = self.slot.state.lock();
+        self.slot
+            .ready
+            .wait_while(&mut state, |s| s.outcome.is_none() && !s.taken);
+        take_outcome(&mut state)
+    }
+}
+
+impl<T> Future for AsyncResult<T> {
+    type Output = Result<T, Error>;
+
+    /// Ready once the call completed; polled again after that, it gives
+    /// [`Error::Lost`].
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.state.lock();
+        if state.outcome.is_some() || state.taken {
+            return Poll::Ready(take_outcome(&mut state));
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 

@@ -59,6 +59,7 @@ impl Raw {
             protocol: PROTOCOL,
             nonce: vec![1; 32],
             mac: None,
+            session: 1,
         });
         let verdict: ServerVerdict = raw.read().expect("a verdict");
         assert_eq!(verdict, ServerVerdict::Welcome { mac: None });
@@ -241,6 +242,7 @@ fn a_wrong_protocol_version_is_refused() {
         protocol: PROTOCOL + 1,
         nonce: vec![],
         mac: None,
+        session: 1,
     });
     match raw.read::<ServerVerdict>().expect("a verdict") {
         ServerVerdict::Refused { reason } => assert!(reason.contains("protocol"), "{reason}"),
@@ -249,4 +251,141 @@ fn a_wrong_protocol_version_is_refused() {
     still_serves(&proxy);
     let err: Error = Error::from(Fault::Busy("x".into()));
     assert!(err.is_connection_error());
+}
+
+#[test]
+fn a_peer_that_stops_halfway_through_a_frame_is_dropped_after_the_frame_timeout() {
+    let daemon = Daemon::builder()
+        .frame_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    daemon.register("add", Add.into_object()).unwrap();
+    let proxy: AdderProxy = daemon.proxy("add");
+    let mut half_body = Raw::handshake(&daemon);
+    half_body.tcp.write_all(&100u32.to_le_bytes()).unwrap();
+    half_body.tcp.write_all(&[1, 2, 3]).unwrap();
+    let mut half_header = Raw::handshake(&daemon);
+    half_header.tcp.write_all(&[9, 0]).unwrap();
+    // A proxy is served meanwhile, and after both stalled peers are gone.
+    still_serves(&proxy);
+    assert!(half_body.closed());
+    assert!(half_header.closed());
+    still_serves(&proxy);
+}
+
+#[test]
+fn stalled_peers_give_their_places_back() {
+    let daemon = Daemon::builder()
+        .frame_timeout(Duration::from_millis(100))
+        .max_connections(2)
+        .start()
+        .unwrap();
+    daemon.register("add", Add.into_object()).unwrap();
+    for _ in 0..3 {
+        let mut stalled = Raw::handshake(&daemon);
+        stalled.tcp.write_all(&[9]).unwrap();
+        assert!(stalled.closed());
+    }
+    // The daemon gives a connection's place back before its socket closes.
+    let proxy: AdderProxy = daemon.proxy("add");
+    assert_eq!(proxy.add(2, 3).unwrap(), 5);
+}
+
+#[test]
+fn an_idle_timeout_closes_quiet_connections_and_proxies_reconnect() {
+    let daemon = Daemon::builder()
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .start()
+        .unwrap();
+    daemon.register("add", Add.into_object()).unwrap();
+    let proxy: AdderProxy = daemon.proxy("add");
+    assert_eq!(proxy.add(1, 1).unwrap(), 2);
+    for _ in 0..2 {
+        let mut quiet = Raw::handshake(&daemon);
+        assert!(quiet.closed());
+    }
+    // The proxy's pooled connection has been quiet longer: it is found closed and
+    // replaced.
+    assert_eq!(proxy.add(2, 2).unwrap(), 4);
+}
+
+#[test]
+fn a_one_way_call_to_an_unknown_method_is_refused_and_the_connection_goes_on() {
+    let (daemon, proxy) = daemon();
+    let mut raw = Raw::handshake(&daemon);
+    raw.send(&Request::Call {
+        id: 1,
+        object: "add".into(),
+        method: "nothing".into(),
+        oneway: true,
+        args: Vec::new(),
+    });
+    raw.send(&Request::Call {
+        id: 2,
+        object: "add".into(),
+        method: "add".into(),
+        oneway: false,
+        args: postcard::to_stdvec(&(2u32, 2u32)).unwrap(),
+    });
+    match raw.read::<Response>().expect("a reply") {
+        Response::Reply { id: 2, outcome } => {
+            assert_eq!(postcard::from_bytes::<u32>(&outcome.unwrap()).unwrap(), 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    still_serves(&proxy);
+}
+
+/// Only its proxy is used, against a daemon faked by hand.
+#[service]
+#[allow(dead_code, reason = "no implementation: the daemon is faked")]
+pub trait Sink {
+    fn take(&self, data: Vec<u8>) -> u32;
+}
+
+/// A daemon's side of a connection, by hand: the handshake, then one reply to call `id`.
+fn fake_serve(tcp: TcpStream) -> (crate::security::Stream, FrameReader) {
+    let mut stream = crate::security::Stream::Plain(tcp);
+    let mut reader = FrameReader::new();
+    crate::security::accept(&mut stream, &mut reader, None).unwrap();
+    (stream, reader)
+}
+
+fn fake_answer(stream: &mut crate::security::Stream, reader: &mut FrameReader, id: u64) -> usize {
+    let size = reader.read_frame(stream, 1 << 30).unwrap().unwrap().len();
+    let reply = Response::Reply {
+        id,
+        outcome: Ok(postcard::to_stdvec(&7u32).unwrap()),
+    };
+    stream.write_all(&encode_frame(&reply).unwrap()).unwrap();
+    size
+}
+
+#[test]
+fn a_request_not_written_whole_on_a_pooled_connection_goes_again_on_a_new_one() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A small receive buffer, so that a request the daemon does not read fills the
+    // connection and its write times out.
+    rustix::net::sockopt::set_socket_recv_buffer_size(&listener, 4096).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    const BIG: usize = 8 << 20;
+    let daemon = std::thread::spawn(move || {
+        let (mut first, mut first_reader) = fake_serve(listener.accept().unwrap().0);
+        fake_answer(&mut first, &mut first_reader, 1);
+        // The first connection is not read from again; the request comes on a second.
+        let (mut second, mut second_reader) = fake_serve(listener.accept().unwrap().0);
+        let size = fake_answer(&mut second, &mut second_reader, 2);
+        drop(first);
+        size
+    });
+    let proxy = crate::Proxy::new(format!("braid://127.0.0.1:{port}/sink"))
+        .unwrap()
+        .with_timeout(Duration::from_millis(500));
+    let sink = SinkProxy::from(proxy);
+    assert_eq!(sink.take(vec![1]).unwrap(), 7);
+    assert_eq!(sink.take(vec![0; BIG]).unwrap(), 7, "sent again, answered");
+    assert!(
+        daemon.join().unwrap() > BIG,
+        "the whole request came the second time"
+    );
 }

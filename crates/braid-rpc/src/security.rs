@@ -170,6 +170,18 @@ impl Stream {
         })
     }
 
+    /// Whether TLS has decrypted bytes waiting that a read returns without touching the
+    /// socket (a peek at the socket cannot see them).
+    pub fn has_pending_plaintext(&mut self) -> bool {
+        let state = match self {
+            Stream::Plain(_) => return false,
+            Stream::ServerTls(s) => s.conn.process_new_packets(),
+            Stream::ClientTls(s) => s.conn.process_new_packets(),
+        };
+        // An error is for the next read to report.
+        state.map_or(true, |state| state.plaintext_bytes_to_read() > 0)
+    }
+
     /// Sends TLS's close_notify where there is TLS; errors are of no interest to a peer
     /// that is going away, but they are logged.
     pub fn close(&mut self) {
@@ -255,12 +267,13 @@ fn read_message<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The daemon's side of the handshake; `Err` carries why the peer was turned away.
+/// The daemon's side of the handshake; returns the client's session, or why the peer was
+/// turned away.
 pub(crate) fn accept(
     stream: &mut Stream,
     reader: &mut FrameReader,
     key: Option<&[u8]>,
-) -> Result<(), String> {
+) -> Result<u128, String> {
     let server_nonce = nonce().map_err(|e| format!("drawing a challenge: {e}"))?;
     write_message(
         stream,
@@ -323,14 +336,16 @@ pub(crate) fn accept(
         }
     };
     write_message(stream, &ServerVerdict::Welcome { mac: mac_back })
-        .map_err(|e| format!("sending the welcome: {e}"))
+        .map_err(|e| format!("sending the welcome: {e}"))?;
+    Ok(hello.session)
 }
 
-/// The client's side of the handshake.
+/// The client's side of the handshake, announcing the proxy's `session`.
 pub(crate) fn connect(
     stream: &mut Stream,
     reader: &mut FrameReader,
     key: Option<&[u8]>,
+    session: u128,
     address: &str,
 ) -> Result<(), Error> {
     let auth = |message: String| Error::Authentication {
@@ -408,6 +423,7 @@ pub(crate) fn connect(
             protocol: PROTOCOL,
             nonce: client_nonce.clone(),
             mac: answer,
+            session,
         },
     )
     .map_err(io)?;

@@ -1,6 +1,6 @@
 //! Book recipe (ch. 5): a client-server application with Pyro4, a shop. The server
 //! hosts a shared warehouse (one instance for everyone) and a shop counter with one
-//! instance per connection, so each customer has their own session (login, basket,
+//! instance per proxy (a session), so each customer has their own session (login, basket,
 //! checkout). Several customers shop at once from their own threads; the warehouse never
 //! sells an item twice. A customer can also ask to be told when an item is back in stock:
 //! the customer serves a callback object and the warehouse calls it.
@@ -60,7 +60,7 @@ pub trait Watcher {
     fn restocked(&self, item: String);
 }
 
-/// A shop counter: one per connection, so it remembers who is logged in.
+/// A shop counter: one per customer proxy, so it remembers who is logged in.
 #[service]
 pub trait Shop {
     /// Starts a session.
@@ -189,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ns_port = ns_daemon.local_addr().port();
     let ns = NameServer::locate("127.0.0.1", ns_port)?;
 
-    // The server program: a shared warehouse and a shop counter per connection.
+    // The server program: a shared warehouse and a shop counter per customer proxy.
     let server = Daemon::start()?;
     let stock = Stock::default();
     for (item, count) in [("camera", 1), ("lamp", 3), ("guitar", 2)] {
@@ -202,7 +202,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let warehouse_uri = server.register("warehouse", stock.into_object())?;
     ns.register("example.warehouse", &warehouse_uri, ["shop"])?;
     let warehouse_for_shop: WarehouseProxy = server.proxy("warehouse");
-    let shop_uri = server.register_factory("shop", InstanceMode::PerConnection, move || {
+    let shop_uri = server.register_factory("shop", InstanceMode::Session, move || {
         Counter {
             warehouse: warehouse_for_shop.clone(),
             customer: Mutex::new(None),

@@ -44,7 +44,8 @@ pub trait Progress {
     fn report(&self, done: usize, total: usize);
 }
 
-/// One instance per connection: created on connect, dropped on disconnect.
+/// One instance per client proxy (its session): created at its first call, dropped when it
+/// disconnects.
 struct Session {
     id: u32,
     calls: AtomicU32,
@@ -105,7 +106,7 @@ fn main() -> Result<(), braid::rpc::Error> {
     // ThreadedServer(MyService, port=...): a thread per connection, an instance each.
     let server = Daemon::start()?;
     let next_id = AtomicU32::new(1);
-    let uri = server.register_factory("MyService", InstanceMode::PerConnection, move || {
+    let uri = server.register_factory("MyService", InstanceMode::Session, move || {
         Session::new(next_id.fetch_add(1, Ordering::Relaxed)).into_object()
     })?;
     println!("serving {uri}");

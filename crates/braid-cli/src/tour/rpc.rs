@@ -1,4 +1,4 @@
-//! The RPC recipe: remote objects (Pyro/RPyC): a daemon hosts a counter per connection and
+//! The RPC recipe: remote objects (Pyro/RPyC): a daemon hosts a counter per proxy (session) and
 //! a shared stock, a name server finds them, proxies call them, one batch and one callback.
 
 use std::sync::Mutex;
@@ -67,7 +67,7 @@ pub fn run() -> Result<String, String> {
     let ns_port = ns_daemon.local_addr().port();
     let daemon = Daemon::start().map_err(fail)?;
     let uri = daemon
-        .register_factory("summer", InstanceMode::PerConnection, || {
+        .register_factory("summer", InstanceMode::Session, || {
             Session::default().into_object()
         })
         .map_err(fail)?;

@@ -101,20 +101,27 @@ impl Gated for Gate {
     }
 }
 
-/// Calls `f` until it succeeds, allowing only connection errors first (at most `tries`).
-pub fn eventually<T>(
-    tries: usize,
-    mut f: impl FnMut() -> Result<T, braid_rpc::Error>,
-) -> (T, Vec<braid_rpc::Error>) {
-    let mut errors = Vec::new();
-    for _ in 0..tries {
-        match f() {
-            Ok(value) => return (value, errors),
-            Err(e) => {
-                assert!(e.is_connection_error(), "unexpected error: {e}");
-                errors.push(e);
-            }
-        }
+/// Calls that wait for one another, to show that they are served at the same time.
+#[service]
+pub trait Meeting {
+    /// Arrives, then waits until `n` calls have arrived in all (at most [`PATIENCE`]);
+    /// returns whether they did.
+    fn meet(&self, n: u32) -> bool;
+}
+
+#[derive(Default)]
+pub struct Meet {
+    arrived: Mutex<u32>,
+    all_here: parking_lot::Condvar,
+}
+
+impl Meeting for Meet {
+    fn meet(&self, n: u32) -> bool {
+        let mut arrived = self.arrived.lock();
+        *arrived += 1;
+        self.all_here.notify_all();
+        self.all_here
+            .wait_while_for(&mut arrived, |a| *a < n, PATIENCE);
+        *arrived >= n
     }
-    panic!("no success after {tries} tries: {errors:?}");
 }
