@@ -179,11 +179,16 @@ impl AppBuilder {
     /// Checks the URLs and builds the app; nothing connects until the first call.
     ///
     /// # Errors
-    /// [`Error::Url`] for a URL that cannot be used.
+    /// [`Error::Url`] for a URL that cannot be used, also for an `rpc://` result backend
+    /// with a broker other than RabbitMQ (its results would have nowhere to go).
     pub fn build(self) -> Result<App> {
         let broker_url = Url::parse(&self.broker)?;
         let backend_url = self.backend.as_deref().map(Url::parse).transpose()?;
-        let (broker_url, backend_url) = crate::url::link(broker_url, backend_url);
+        let (broker_url, backend_url) = crate::url::link(
+            broker_url,
+            backend_url,
+            self.backend.as_deref().unwrap_or_default(),
+        )?;
         let host = std::env::var("HOSTNAME")
             .ok()
             .filter(|h| !h.is_empty())
@@ -229,7 +234,7 @@ impl App {
     /// `?global_keyprefix=` and `?visibility_timeout=SECONDS` options).
     ///
     /// # Errors
-    /// [`Error::Url`] for a URL that cannot be used.
+    /// [`Error::Url`] for a URL that cannot be used, as for [`AppBuilder::build`].
     pub fn new(broker: &str, backend: Option<&str>) -> Result<App> {
         App::builder(broker, backend).build()
     }

@@ -787,13 +787,21 @@ impl Beat {
         if held && !self.leader {
             tracing::info!(owner = %self.owner, "beat: holding the lock; sending due tasks");
             // Another beat on this machine may have written newer runs.
-            if let Ok(fresh) = Store::load(self.store.path.clone()) {
-                for (name, record) in fresh.runs {
-                    let mine = self.store.runs.entry(name).or_insert(record);
-                    if record.last_run > mine.last_run {
-                        *mine = record;
+            // The runs in memory stay right for this beat; a store gone bad is only logged
+            // here, and the next save (which fails the tick if it cannot write) replaces it.
+            match Store::load(self.store.path.clone()) {
+                Ok(fresh) => {
+                    for (name, record) in fresh.runs {
+                        let mine = self.store.runs.entry(name).or_insert(record);
+                        if record.last_run > mine.last_run {
+                            *mine = record;
+                        }
                     }
                 }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "beat: could not re-read the store on taking the lock; going on with the runs in memory"
+                ),
             }
             for (name, record) in &self.store.runs {
                 if let Some(entry) = self.entries.iter().find(|e| &e.name == name) {
@@ -939,7 +947,8 @@ impl Beat {
             return;
         }
         self.leader = false;
-        // A lock renewed for no time at all is free for the next taker.
+        // A lifetime of zero gives the lock up: every broker frees it for the next taker
+        // at once (RabbitMQ deletes the exclusive lock queue).
         if let Err(e) = self.take_lock(Duration::ZERO) {
             tracing::warn!(error = %e, "beat: could not give the lock up; it runs out by itself");
         }

@@ -67,7 +67,15 @@ pub(crate) struct PostgresUrl {
 /// the broker then puts the rpc backend's reply queue in every message it sends. An
 /// `amqp://` result backend (what `braid worker --broker amqp://...` gets by default)
 /// means results sent back over that RabbitMQ, as `rpc://` does.
-pub(crate) fn link(broker: Url, backend: Option<Url>) -> (Url, Option<Url>) {
+///
+/// Results travel back on the reply queue named in each message, which only the AMQP
+/// broker records: an rpc backend with any other broker would drop every result, so it is
+/// refused with [`Error::Url`] naming `backend_text`.
+pub(crate) fn link(
+    broker: Url,
+    backend: Option<Url>,
+    backend_text: &str,
+) -> Result<(Url, Option<Url>)> {
     let backend = match backend {
         Some(Url::Amqp(amqp)) => Some(Url::Rpc(RpcUrl {
             amqp: Some(amqp),
@@ -81,9 +89,15 @@ pub(crate) fn link(broker: Url, backend: Option<Url>) -> (Url, Option<Url>) {
                 rpc.amqp = Some(amqp.clone());
             }
             amqp.reply_to = Some(rpc.oid.clone());
-            (Url::Amqp(amqp), Some(Url::Rpc(rpc)))
+            Ok((Url::Amqp(amqp), Some(Url::Rpc(rpc))))
         }
-        (broker, backend) => (broker, backend),
+        (_, Some(Url::Rpc(_))) => Err(Error::Url {
+            url: backend_text.to_string(),
+            reason: "the rpc result backend needs an amqp:// broker (results go back on \
+                     RabbitMQ reply queues); use a redis://, db+ or sqlite:// backend here"
+                .into(),
+        }),
+        (broker, backend) => Ok((broker, backend)),
     }
 }
 
@@ -493,23 +507,42 @@ mod tests {
     fn rpc_links_to_the_broker() {
         let broker = Url::parse("amqp://h//").unwrap();
         let backend = Url::parse("rpc://").unwrap();
-        let (Url::Amqp(amqp), Some(Url::Rpc(rpc))) = link(broker, Some(backend)) else {
+        let (Url::Amqp(amqp), Some(Url::Rpc(rpc))) = link(broker, Some(backend), "rpc://").unwrap()
+        else {
             panic!("not linked")
         };
         assert_eq!(amqp.reply_to.as_deref(), Some(rpc.oid.as_str()));
         assert_eq!(rpc.amqp.unwrap().connect, amqp.connect);
-        let (Url::Redis(_), Some(Url::Rpc(rpc))) = link(
-            Url::parse("redis://h").unwrap(),
+        let (Url::Amqp(amqp), Some(Url::Rpc(rpc))) = link(
+            Url::parse("amqp://h//").unwrap(),
             Some(Url::parse("rpc://u:p@other:5673//").unwrap()),
-        ) else {
+            "rpc://u:p@other:5673//",
+        )
+        .unwrap() else {
             panic!("changed")
         };
         assert!(rpc.amqp.unwrap().connect.contains("other:5673"));
+        assert_eq!(amqp.reply_to.as_deref(), Some(rpc.oid.as_str()));
+        // Any other broker would never record where replies go: refused.
+        for broker in ["redis://h", "memory://x", "sqlite:///tmp/x.db"] {
+            let err = link(
+                Url::parse(broker).unwrap(),
+                Some(Url::parse("rpc://").unwrap()),
+                "rpc://",
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, Error::Url { url, .. } if url == "rpc://"),
+                "{err:?}"
+            );
+        }
         // An amqp:// backend (the CLI's default: the broker's URL) is rpc over it.
         let (Url::Amqp(amqp), Some(Url::Rpc(rpc))) = link(
             Url::parse("amqp://h//").unwrap(),
             Some(Url::parse("amqp://h//").unwrap()),
-        ) else {
+            "amqp://h//",
+        )
+        .unwrap() else {
             panic!("not linked")
         };
         assert_eq!(amqp.reply_to.as_deref(), Some(rpc.oid.as_str()));

@@ -1,17 +1,24 @@
 //! braid and Python Celery 5.x on one RabbitMQ: a Python client on braid workers (calls,
-//! kwargs, failures, countdowns, retries, chain, group, chord, inspect ping; results in
+//! kwargs, failures, countdowns, retries, chain, group, chord, inspect ping, active,
+//! reserved, stats and registered, control revoke, rate_limit and pool_grow; results in
 //! Redis, and over rpc://), and a braid client on a Python worker (calls, failures,
-//! retries, countdowns, chain, group and a chord across both languages, remote control).
+//! retries, countdowns, chain, group and a chord across both languages, remote control),
+//! and events both ways: a braid worker's (success, failure, retry, revoke, heartbeats)
+//! read by braid's receiver and by Python's `app.events.Receiver`, and a Python worker's
+//! (`-E`) read by braid's receiver.
 //!
 //! Needs RabbitMQ on 127.0.0.1:5672, Redis on 127.0.0.1:6379 and Celery in
 //! `$BRAID_PYTHON` (default: the workspace's `target/venv/bin/python`); scripts/test
 //! installs and starts them. Results in Redis database 4 under a key prefix per test;
 //! queues with a random suffix.
 
-use std::process::{Command, Stdio};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use braid_taskq::{App, CallOptions, Error, State, Worker};
+use braid_taskq::{App, CallOptions, ClusterState, Error, Event, EventReceiver, State, Worker};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -19,7 +26,7 @@ const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672//";
 const REDIS: &str = "redis://127.0.0.1:6379/4";
 mod common;
 
-use common::{PythonWorker, output_within, python, scripts};
+use common::{PythonWorker, collect_until, has, kinds, output_within, python, scripts};
 
 struct Run {
     prefix: String,
@@ -63,8 +70,9 @@ fn python_client(rpc: bool) {
         .hostname(format!("braid-{queue}@localhost"))
         .start()
         .unwrap();
+    let name = worker.hostname().to_string();
     let mut command = python_command(&run);
-    command.args(["amqp_client.py", &queue]);
+    command.args(["amqp_client.py", &queue, &name]);
     let output = output_within(command, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -92,6 +100,42 @@ fn python_client(rpc: bool) {
         "{}",
         out["ping"]
     );
+    // Remote control from Python: Celery's reply shapes.
+    let slow = out["slow_id"].as_str().unwrap();
+    let active = out["active"][&name].as_array().unwrap();
+    let running = active
+        .iter()
+        .find(|t| t["id"] == slow)
+        .unwrap_or_else(|| panic!("tasks.sleep is not active: {}", out["active"]));
+    assert_eq!(running["name"], "tasks.sleep");
+    assert_eq!(running["args"], json!([8000]));
+    assert_eq!(running["hostname"], json!(name));
+    assert_eq!(running["delivery_info"]["routing_key"], json!(queue));
+    assert!(out["reserved"][&name].is_array(), "{}", out["reserved"]);
+    assert_eq!(out["stats"][&name]["pool"]["max-concurrency"], 4);
+    assert!(
+        out["registered"][&name]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tasks.add")),
+        "{}",
+        out["registered"]
+    );
+    assert_eq!(
+        out["rate_limit"],
+        json!([{ &name: {"ok": "new rate limit set successfully"} }])
+    );
+    assert_eq!(
+        out["pool_grow"],
+        json!([{ &name: {"ok": "pool will grow"} }])
+    );
+    assert_eq!(out["stats_after"][&name]["pool"]["max-concurrency"], 6);
+    assert_eq!(
+        out["revoke"],
+        json!([{ &name: {"ok": format!("tasks {slow} flagged as revoked")} }])
+    );
+    assert_eq!(out["terminated"], json!(["TaskRevokedError", "REVOKED"]));
+    assert!(app.options_of("tasks.add").rate_limit.is_some());
     worker.shutdown();
     delete_queues(&[&queue]);
     if !rpc {
@@ -183,6 +227,311 @@ fn braid_client_on_python_workers() {
     braid.shutdown();
     drop(_python);
     delete_queues(&[&py_queue, &rs_queue]);
+    clean(&run.prefix);
+}
+
+/// The event types every worker test expects, Celery's names.
+const EVENT_TYPES: [&str; 8] = [
+    "worker-online",
+    "worker-heartbeat",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-retried",
+    "task-revoked",
+];
+
+/// Python's event receiver on RabbitMQ, killed when dropped; its events come through
+/// `events`, one JSON object each, once it has said it is ready.
+struct PythonReceiver {
+    child: Child,
+    events: mpsc::Receiver<Value>,
+}
+
+impl PythonReceiver {
+    fn start(run: &Run) -> PythonReceiver {
+        let mut command = python_command(run);
+        command
+            .env("BRAID_TEST_APP", "amqp_app")
+            .args(["events_receiver.py", "60"])
+            .args(EVENT_TYPES)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start the Python receiver");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel::<Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str(&line)
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let receiver = PythonReceiver { child, events };
+        let first = receiver
+            .events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the Python receiver never got ready");
+        assert_eq!(first["type"], "ready");
+        receiver
+    }
+
+    /// Reads until `done` accepts what came; panics after `WAIT`.
+    fn until(&self, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut seen: Vec<Value> = Vec::new();
+        while !done(&seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let types: HashSet<&str> = seen.iter().filter_map(|e| e["type"].as_str()).collect();
+            assert!(!left.is_zero(), "Python saw only {types:?}");
+            match self.events.recv_timeout(left) {
+                Ok(event) => seen.push(event),
+                Err(_) => panic!("Python's receiver ended; it saw {types:?}"),
+            }
+        }
+        seen
+    }
+}
+
+impl Drop for PythonReceiver {
+    fn drop(&mut self) {
+        common::kill(self.child.id());
+        if let Err(e) = self.child.wait() {
+            eprintln!("could not reap the Python receiver: {e}");
+        }
+    }
+}
+
+/// Revokes `id` and waits until the worker `name` has it in its revoked list, so a task
+/// sent with that id afterwards is surely revoked there.
+fn revoke_before_sending(app: &App, name: &str, id: &str) {
+    app.revoke(&[id], false).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let replies = app
+            .control_to(
+                "revoked",
+                json!({}),
+                Some(vec![name.to_string()]),
+                Duration::from_secs(2),
+                Some(1),
+            )
+            .unwrap();
+        if replies.iter().any(|r| {
+            r[name]
+                .as_array()
+                .is_some_and(|ids| ids.contains(&json!(id)))
+        }) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never listed {id} as revoked: {replies:?}"
+        );
+    }
+}
+
+fn find<'a>(events: &'a [Event], kind: &str, id: &str) -> &'a Event {
+    events
+        .iter()
+        .find(|e| e.kind() == kind && e.uuid() == Some(id))
+        .unwrap_or_else(|| panic!("no {kind} for {id} in {:?}", kinds(events)))
+}
+
+#[test]
+fn braid_worker_events_reach_braid_and_python_receivers() {
+    let run = run_ids("events-rs", false);
+    let app = App::new(AMQP, Some(&run.backend)).unwrap();
+    let queue = format!("braid-ev-{}", &run.prefix[11..28]);
+    let name = format!("braid-{queue}@localhost");
+    // Both receivers listen before the worker starts.
+    let python = PythonReceiver::start(&run);
+    let mut receiver = EventReceiver::new(&app).unwrap();
+    let worker = Worker::builder(&app)
+        .queues([queue.clone()])
+        .concurrency(2)
+        .events(true)
+        .hostname(&name)
+        .start()
+        .unwrap();
+    let on = || CallOptions::new().queue(&queue);
+    let doomed = uuid::Uuid::new_v4().to_string();
+    revoke_before_sending(&app, &name, &doomed);
+    let revoked = app
+        .send_task("tasks.add", vec![json!(0), json!(0)], on().task_id(&doomed))
+        .unwrap();
+    let ok = app
+        .send_task("tasks.add", vec![json!(2), json!(3)], on())
+        .unwrap();
+    let bad = app
+        .send_task("tasks.fail", vec![json!("boom")], on())
+        .unwrap();
+    let retried = app.send_task("tasks.flaky", vec![json!(7)], on()).unwrap();
+    assert_eq!(ok.get(WAIT).unwrap(), json!(5));
+    assert!(matches!(bad.get(WAIT), Err(Error::Task(_))));
+    assert_eq!(retried.get(WAIT).unwrap(), json!([7, 1]));
+    assert!(matches!(revoked.get(WAIT), Err(Error::Revoked(_))));
+    let ids = [ok.id(), bad.id(), retried.id(), revoked.id()].map(str::to_string);
+
+    // (a) braid's receiver on RabbitMQ.
+    let events = collect_until(&mut receiver, |e| {
+        has(e, "task-succeeded", &ids[0])
+            && has(e, "task-failed", &ids[1])
+            && has(e, "task-retried", &ids[2])
+            && has(e, "task-succeeded", &ids[2])
+            && has(e, "task-revoked", &ids[3])
+            && ["worker-online", "worker-heartbeat"]
+                .iter()
+                .all(|k| e.iter().any(|e| e.kind() == *k && e.hostname() == name))
+    });
+    for kind in ["worker-online", "worker-heartbeat"] {
+        let e = events
+            .iter()
+            .find(|e| e.kind() == kind && e.hostname() == name)
+            .unwrap();
+        for field in [
+            "freq",
+            "active",
+            "processed",
+            "loadavg",
+            "sw_ident",
+            "timestamp",
+            "pid",
+            "clock",
+        ] {
+            assert!(e.get(field).is_some(), "{kind} lacks {field}: {e:?}");
+        }
+        assert_eq!(e.str("sw_ident"), Some("braid"));
+    }
+    let received = find(&events, "task-received", &ids[0]);
+    assert_eq!(received.str("name"), Some("tasks.add"));
+    assert_eq!(received.str("args"), Some("[2,3]"));
+    assert_eq!(received.hostname(), name);
+    find(&events, "task-started", &ids[0]);
+    let succeeded = find(&events, "task-succeeded", &ids[0]);
+    assert_eq!(succeeded.str("result"), Some("5"));
+    assert!(succeeded.f64("runtime").is_some());
+    let failed = find(&events, "task-failed", &ids[1]);
+    assert_eq!(failed.str("exception"), Some("TaskFailed('boom')"));
+    assert!(failed.str("traceback").unwrap().contains("boom"));
+    let retry = find(&events, "task-retried", &ids[2]);
+    assert!(retry.str("exception").is_some(), "{retry:?}");
+    assert!(retry.str("traceback").is_some(), "{retry:?}");
+    let gone = find(&events, "task-revoked", &ids[3]);
+    assert_eq!(gone.get("terminated"), Some(&json!(false)));
+    assert_eq!(gone.get("expired"), Some(&json!(false)));
+    let mut state = ClusterState::new();
+    for e in &events {
+        state.event(e);
+    }
+    assert_eq!(state.task(&ids[0]).unwrap().state, State::Success);
+    assert_eq!(state.task(&ids[1]).unwrap().state, State::Failure);
+    assert_eq!(state.task(&ids[3]).unwrap().state, State::Revoked);
+    assert!(state.worker(&name).unwrap().alive());
+
+    // (b) Python Celery's receiver saw the same, in Celery's field names.
+    let seen = python.until(|seen| {
+        EVENT_TYPES.iter().all(|kind| {
+            seen.iter().any(|e| {
+                e["type"] == *kind
+                    && (e["hostname"] == json!(name))
+                    && (kind.starts_with("worker") || ids.iter().any(|id| e["uuid"] == json!(id)))
+            })
+        })
+    });
+    let py = |kind: &str, id: &str| {
+        seen.iter()
+            .find(|e| e["type"] == kind && e["uuid"] == id)
+            .unwrap_or_else(|| panic!("Python saw no {kind} for {id}"))
+    };
+    assert_eq!(py("task-received", &ids[0])["name"], "tasks.add");
+    assert_eq!(py("task-succeeded", &ids[0])["result"], "5");
+    assert_eq!(
+        py("task-failed", &ids[1])["exception"],
+        "TaskFailed('boom')"
+    );
+    assert!(py("task-retried", &ids[2])["exception"].is_string());
+    assert_eq!(py("task-revoked", &ids[3])["terminated"], false);
+    let beat = seen
+        .iter()
+        .find(|e| e["type"] == "worker-heartbeat")
+        .unwrap();
+    assert_eq!(beat["sw_ident"], "braid");
+    assert!(beat["freq"].is_number() && beat["local_received"].is_number());
+    drop(python);
+    worker.shutdown();
+    delete_queues(&[&queue]);
+    clean(&run.prefix);
+}
+
+#[test]
+fn braid_receiver_reads_a_python_worker_on_rabbitmq() {
+    let run = run_ids("events-py", false);
+    let app = App::new(AMQP, Some(&run.backend)).unwrap();
+    let py_queue = format!("py-ev-{}", &run.prefix[11..28]);
+    let py_name = format!("py-{py_queue}@localhost");
+    let mut receiver = EventReceiver::new(&app).unwrap();
+    let _python = PythonWorker::start_with(python_command(&run), "amqp_app", &py_queue, &["-E"]);
+    wait_for_python_worker(&app, &py_name);
+    let on = || CallOptions::new().queue(&py_queue);
+    let doomed = uuid::Uuid::new_v4().to_string();
+    revoke_before_sending(&app, &py_name, &doomed);
+    let revoked = app
+        .send_task("py.add", vec![json!(0), json!(0)], on().task_id(&doomed))
+        .unwrap();
+    let ok = app
+        .send_task("py.add", vec![json!(20), json!(22)], on())
+        .unwrap();
+    let bad = app
+        .send_task("py.fail", vec![json!("from python")], on())
+        .unwrap();
+    let retried = app
+        .send_task("py.retry_once", vec![json!("v")], on())
+        .unwrap();
+    assert_eq!(ok.get(WAIT).unwrap(), json!(42));
+    assert!(matches!(bad.get(WAIT), Err(Error::Task(_))));
+    assert_eq!(retried.get(WAIT).unwrap(), json!(["v", 1]));
+    assert!(matches!(revoked.get(WAIT), Err(Error::Revoked(_))));
+    let ids = [ok.id(), bad.id(), retried.id(), revoked.id()].map(str::to_string);
+    let events = collect_until(&mut receiver, |e| {
+        has(e, "task-succeeded", &ids[0])
+            && has(e, "task-failed", &ids[1])
+            && has(e, "task-retried", &ids[2])
+            && has(e, "task-revoked", &ids[3])
+            && ["worker-online", "worker-heartbeat"]
+                .iter()
+                .all(|k| e.iter().any(|e| e.kind() == *k && e.hostname() == py_name))
+    });
+    let received = find(&events, "task-received", &ids[0]);
+    assert_eq!(received.str("name"), Some("py.add"));
+    find(&events, "task-started", &ids[0]);
+    assert_eq!(
+        find(&events, "task-succeeded", &ids[0]).str("result"),
+        Some("42")
+    );
+    let failed = find(&events, "task-failed", &ids[1]);
+    assert_eq!(failed.str("exception"), Some("ValueError('from python')"));
+    assert!(
+        find(&events, "task-retried", &ids[2])
+            .str("exception")
+            .is_some()
+    );
+    let mut state = ClusterState::new();
+    for e in &events {
+        state.event(e);
+    }
+    assert_eq!(state.task(&ids[0]).unwrap().state, State::Success);
+    assert_eq!(state.task(&ids[1]).unwrap().state, State::Failure);
+    assert_eq!(state.task(&ids[3]).unwrap().state, State::Revoked);
+    let worker = state.worker(&py_name).unwrap();
+    assert_eq!(worker.sw_ident.as_deref(), Some("py-celery"));
+    assert!(worker.alive());
+    drop(_python);
+    delete_queues(&[&py_queue]);
     clean(&run.prefix);
 }
 

@@ -10,63 +10,25 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use braid_taskq::{App, CallOptions, ClusterState, Event, EventReceiver, State, Worker};
+use braid_taskq::{App, CallOptions, ClusterState, EventReceiver, State, Worker};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 const REDIS: &str = "redis://127.0.0.1:6379/7";
+mod common;
 
-#[braid_core::task(name = "tasks.add")]
-fn add(x: i64, y: i64) -> i64 {
-    x + y
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TaskFailed(String);
-
-#[braid_core::task(name = "tasks.fail")]
-fn fail(message: String) -> Result<(), TaskFailed> {
-    Err(TaskFailed(message))
-}
+use common::{collect_until, has, kinds, python};
 
 #[braid_core::task(name = "events.noop")]
 fn noop() {}
 
 fn unique(name: &str) -> String {
     format!("{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Reads events until `done` says the collected ones are enough; panics after `WAIT`.
-fn collect_until(
-    receiver: &mut EventReceiver,
-    mut done: impl FnMut(&[Event]) -> bool,
-) -> Vec<Event> {
-    let deadline = Instant::now() + WAIT;
-    let mut events = Vec::new();
-    while !done(&events) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "events missing; got {:#?}", kinds(&events));
-        if let Some(event) = receiver.recv_timeout(left).unwrap() {
-            events.push(event);
-        }
-    }
-    events
-}
-
-fn kinds(events: &[Event]) -> Vec<String> {
-    events.iter().map(|e| e.kind().to_string()).collect()
-}
-
-fn has(events: &[Event], kind: &str, uuid: &str) -> bool {
-    events
-        .iter()
-        .any(|e| e.kind() == kind && e.uuid() == Some(uuid))
 }
 
 #[test]
@@ -290,30 +252,6 @@ fn remote_control_on_memory() {
     let queues = ask("active_queues", json!({}));
     assert_eq!(queues[0]["name"], json!("celery"));
     worker.shutdown();
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("BRAID_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/venv/bin/python")
-        });
-    let check = Command::new(&python)
-        .args(["-c", "import celery, redis"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "these tests need Python with Celery at {} (scripts/test installs it): {e}",
-                python.display()
-            )
-        });
-    assert!(
-        check.status.success(),
-        "these tests need Celery 5 in {} (scripts/test installs celery[redis]): {}",
-        python.display(),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    python
 }
 
 fn python_command(prefix: &str) -> Command {

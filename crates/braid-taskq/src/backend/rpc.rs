@@ -209,7 +209,13 @@ async fn consume_replies(
     loop {
         if let Some(mut c) = consumer.take() {
             while let Some(delivery) = c.next().await {
-                let Ok(delivery) = delivery else { break };
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(e) => {
+                        tracing::warn!(error = %e, oid, "the reply stream broke; re-subscribing");
+                        break;
+                    }
+                };
                 attempt = 0;
                 let Some(received) = received.upgrade() else {
                     return;

@@ -40,7 +40,8 @@ use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
     BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -717,6 +718,10 @@ struct ConsumeState {
     channel: Option<(u64, Channel)>,
     /// Delivery tags not acknowledged or rejected yet, on that channel.
     outstanding: BTreeSet<u64>,
+    /// The consumers' tags on that channel.
+    consumers: Vec<ShortString>,
+    /// The worker stopped fetching: no consuming again, and what comes in goes back.
+    stopped: bool,
 }
 
 struct Consuming {
@@ -1133,7 +1138,16 @@ async fn consume_loop(
         let (Some(link), Some(consuming)) = (link.upgrade(), consuming.upgrade()) else {
             return;
         };
+        if consuming.state.lock().stopped {
+            return;
+        }
         let outcome = consume_once(&link, &consuming, &queues, prefetch, &mut attempt).await;
+        if outcome.is_ok() && consuming.state.lock().stopped {
+            // Cancelled by `stop_fetching`: the channel stays open for the acks of what
+            // is still running; what came in meanwhile goes back to the queues.
+            give_back_buffered(&consuming).await;
+            return;
+        }
         {
             let mut state = consuming.state.lock();
             state.channel = None;
@@ -1170,7 +1184,11 @@ async fn consume_once(
         .await
         .map_err(amqp_error)?;
     let generation = consuming.channels.fetch_add(1, Ordering::Relaxed);
-    consuming.state.lock().channel = Some((generation, channel.clone()));
+    {
+        let mut state = consuming.state.lock();
+        state.channel = Some((generation, channel.clone()));
+        state.consumers.clear();
+    }
     let mut streams = Vec::with_capacity(queues.len());
     for queue in queues {
         let consumer = channel
@@ -1185,6 +1203,7 @@ async fn consume_once(
             )
             .await
             .map_err(amqp_error)?;
+        consuming.state.lock().consumers.push(consumer.tag());
         let queue = queue.clone();
         streams.push(consumer.map(move |d| (queue.clone(), d)).boxed());
     }
@@ -1230,7 +1249,59 @@ async fn consume_once(
     Ok(())
 }
 
+/// Rejects back to their queues the deliveries waiting in the buffer (after the consumers
+/// were cancelled, so RabbitMQ does not hand them to this worker again).
+async fn give_back_buffered(consuming: &Consuming) {
+    let (channel, tags) = {
+        let mut state = consuming.state.lock();
+        let Some((generation, channel)) = state.channel.clone() else {
+            return;
+        };
+        let buffered: Vec<Delivery> = state.buffer.drain(..).collect();
+        let mut tags = Vec::with_capacity(buffered.len());
+        for delivery in buffered {
+            if let Some((g, tag)) = split_tag(&delivery.tag)
+                && g == generation
+                && state.outstanding.remove(&tag)
+            {
+                tags.push(tag);
+            }
+        }
+        (channel, tags)
+    };
+    for tag in tags {
+        if let Err(e) = channel
+            .basic_reject(tag, BasicRejectOptions { requeue: true })
+            .await
+        {
+            tracing::warn!(error = %e, "giving back a delivery failed; RabbitMQ delivers it again when the channel closes");
+            return;
+        }
+    }
+}
+
 impl Broker for AmqpBroker {
+    fn stop_fetching(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let (channel, consumers) = {
+                let mut state = self.consuming.state.lock();
+                state.stopped = true;
+                let Some((_, channel)) = state.channel.clone() else {
+                    return Ok(());
+                };
+                (channel, std::mem::take(&mut state.consumers))
+            };
+            for tag in consumers {
+                channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await
+                    .map_err(amqp_error)?;
+            }
+            give_back_buffered(&self.consuming).await;
+            Ok(())
+        })
+    }
+
     fn publish(&self, messages: Vec<Outgoing>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if messages.is_empty() {
@@ -1679,7 +1750,13 @@ impl Broker for AmqpBroker {
                 loop {
                     if let Some((channel, mut consumer)) = current.take() {
                         while let Some(delivery) = consumer.next().await {
-                            let Ok(delivery) = delivery else { break };
+                            let delivery = match delivery {
+                                Ok(delivery) => delivery,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, queue, "the event stream broke; re-subscribing");
+                                    break;
+                                }
+                            };
                             attempt = 0;
                             if let Some(body) = json_body(&delivery.data)
                                 && tx.send(body).await.is_err()
@@ -1727,6 +1804,22 @@ impl Broker for AmqpBroker {
             let mut locks = self.locks.lock().await;
             if let Some(held) = locks.get_mut(name) {
                 let live = held.generation == conn.generation && held.channel.status().connected();
+                if live && held.owner == owner && ttl.is_zero() {
+                    // Given up: the exclusive queue goes now, not with the connection, so
+                    // another process takes the lock at once.
+                    if let Some(old) = locks.remove(name) {
+                        let deleted = old
+                            .channel
+                            .queue_delete(
+                                short(&format!("braid.lock.{name}"))?,
+                                QueueDeleteOptions::default(),
+                            )
+                            .await;
+                        close_quietly(&old.channel).await;
+                        deleted.map_err(amqp_error)?;
+                    }
+                    return Ok(true);
+                }
                 if live && held.owner == owner {
                     held.renewed = Instant::now();
                     held.ttl = ttl;
@@ -1739,6 +1832,10 @@ impl Broker for AmqpBroker {
                 if let Some(old) = locks.remove(name) {
                     close_quietly(&old.channel).await;
                 }
+            }
+            if ttl.is_zero() {
+                // Giving up a lock this owner does not hold: nothing to do.
+                return Ok(true);
             }
             let channel = conn.connection.create_channel().await.map_err(amqp_error)?;
             let declared = channel
@@ -1766,11 +1863,22 @@ impl Broker for AmqpBroker {
                     );
                     Ok(true)
                 }
-                Err(e) if e.to_string().contains("RESOURCE_LOCKED") => Ok(false),
+                Err(e) if is_resource_locked(&e) => Ok(false),
                 Err(e) => Err(amqp_error(e)),
             }
         })
     }
+}
+
+/// Whether RabbitMQ refused a declare with `RESOURCE_LOCKED` (405): another connection
+/// holds that exclusive queue.
+fn is_resource_locked(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e)
+            if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED)
+    )
 }
 
 /// kombu's Mailbox exchange: `celery.pidbox`, fanout, not durable.

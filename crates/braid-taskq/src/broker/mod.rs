@@ -104,6 +104,13 @@ pub(crate) trait Broker: Send + Sync {
         wait: Duration,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// The worker takes no more messages (a warm shutdown): a broker that pushes them
+    /// (AMQP) stops and gives back what it has buffered, so what the worker gives back
+    /// from now on stays on the queues for other workers. Acks still work after it.
+    fn stop_fetching(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Acknowledges deliveries: they are done and leave the broker.
     fn ack(&self, tags: Vec<String>) -> BoxFuture<'_, Result<()>>;
 
@@ -200,8 +207,9 @@ pub(crate) trait Broker: Send + Sync {
     }
 
     /// Takes the lock `name` for `owner`, or renews it when `owner` holds it already, for
-    /// `ttl`; false when another owner holds it. `braid beat` uses it so that two beats
-    /// started by mistake never both fire a schedule.
+    /// `ttl`; false when another owner holds it. A `ttl` of zero gives `owner`'s lock up at
+    /// once, so another owner can take it at its next call. `braid beat` uses it so that
+    /// two beats started by mistake never both fire a schedule.
     fn lock<'a>(
         &'a self,
         name: &'a str,

@@ -455,8 +455,10 @@ impl Worker {
         tracing::info!(hostname = %shared.hostname, ?how, "worker shutting down");
         shared.stop.send_replace(how);
         shared.capacity.notify_waiters();
-        if how == Stop::Cold {
-            shared.abandon_running();
+        match how {
+            Stop::Cold => shared.abandon_running(),
+            Stop::Warm => shared.give_back_queued(),
+            Stop::Running => {}
         }
         let loops = std::mem::take(&mut self.loops);
         let fetcher = self.fetcher.take();
@@ -467,6 +469,9 @@ impl Worker {
                 && let Err(e) = fetcher.await
             {
                 tracing::error!(error = %e, "the fetch loop failed");
+            }
+            if let Err(e) = shared.broker.stop_fetching().await {
+                tracing::warn!(error = %e, "could not stop fetching; the broker takes back what is held when the worker disconnects");
             }
             loop {
                 let drained = shared.drained.notified();
@@ -598,6 +603,28 @@ impl Shared {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Warm shutdown: tasks waiting for a thread go back to their queues now, not once a
+    /// running task frees one (which may be long).
+    fn give_back_queued(&self) {
+        let queued: Vec<(String, Slot)> = self
+            .running
+            .lock()
+            .iter()
+            .filter_map(|(tag, running)| match running {
+                Running::Sync { claim, slot, .. } if claim.cancel_queued() => {
+                    Some((tag.clone(), slot.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (tag, slot) in queued {
+            self.running.lock().remove(&tag);
+            if let Some((delivery, message)) = slot.lock().take() {
+                done(self, delivery, message, Outcome::GiveBack);
+            }
         }
     }
 
@@ -1254,15 +1281,16 @@ fn heartbeat_fields(shared: &Shared) -> serde_json::Map<String, Value> {
     f
 }
 
-/// Celery's request layout for `active`, `reserved` and `scheduled` replies.
+/// Celery's request layout (`Request.info()`) for `active`, `reserved` and `scheduled`
+/// replies: the arguments as they are (Celery's default, `safe=False`).
 fn request_json(shared: &Shared, m: &TaskMessage, h: &Held) -> Value {
+    let args = serde_json::from_str::<Value>(m.args.get())
+        .unwrap_or_else(|_| Value::String(m.args.get().to_string()));
     json!({
         "id": m.id(),
         "name": m.task(),
-        "args": m.headers.argsrepr.as_deref().unwrap_or(m.args.get()),
-        "kwargs": m.headers.kwargsrepr.clone().unwrap_or_else(|| {
-            serde_json::to_string(&m.kwargs).unwrap_or_else(|_| "{}".into())
-        }),
+        "args": args,
+        "kwargs": m.kwargs,
         "type": m.task(),
         "hostname": &*shared.hostname,
         "time_start": h.started,
@@ -1298,12 +1326,19 @@ fn scheduled_json(shared: &Shared) -> Value {
     Value::Array(items)
 }
 
+/// Celery's `active` (started) or `reserved` (prefetched, not started, and not waiting
+/// for an ETA: those are `scheduled`) reply.
 fn held_json(shared: &Shared, started: bool) -> Value {
+    let now = clock::now();
     let held = shared.held.lock();
     let items: Vec<Value> = held
         .values()
         .filter(|h| h.started.is_some() == started)
-        .filter_map(|h| Some(request_json(shared, h.message.as_ref()?, h)))
+        .filter_map(|h| {
+            let m = h.message.as_ref()?;
+            let waiting = m.headers.eta().ok().flatten().is_some_and(|eta| eta > now);
+            (started || !waiting).then(|| request_json(shared, m, h))
+        })
         .collect();
     Value::Array(items)
 }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use braid_taskq::{App, CallOptions, Signature, chain, group};
+use braid_taskq::{App, CallOptions, Event, EventReceiver, Signature, chain, group};
 use serde_json::json;
 
 #[braid_core::task(name = "tasks.add")]
@@ -48,6 +48,42 @@ pub fn flaky(x: i64) -> Result<(i64, u32), braid_taskq::Retry> {
         return Err(braid_taskq::retry(Some(Duration::from_millis(200))));
     }
     Ok((x, retries))
+}
+
+/// Sleeps `ms` milliseconds: a task that is surely running while a test inspects it.
+#[braid_core::task(name = "tasks.sleep")]
+pub fn sleep(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Reads events until `done` says the collected ones are enough; panics after 30 s.
+pub fn collect_until(
+    receiver: &mut EventReceiver,
+    mut done: impl FnMut(&[Event]) -> bool,
+) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut events = Vec::new();
+    while !done(&events) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "events missing; got {:#?}", kinds(&events));
+        if let Some(event) = receiver.recv_timeout(left).unwrap() {
+            events.push(event);
+        }
+    }
+    events
+}
+
+/// The types of `events`, in order.
+pub fn kinds(events: &[Event]) -> Vec<String> {
+    events.iter().map(|e| e.kind().to_string()).collect()
+}
+
+/// Whether `events` hold one of type `kind` for the task `uuid`.
+pub fn has(events: &[Event], kind: &str, uuid: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e.kind() == kind && e.uuid() == Some(uuid))
 }
 
 pub fn python() -> PathBuf {
@@ -110,7 +146,17 @@ pub struct PythonWorker(Child);
 impl PythonWorker {
     /// Starts `celery -A app_module worker -Q queue` through `command` (Python with the
     /// test's environment).
-    pub fn start(mut command: Command, app_module: &str, queue: &str) -> PythonWorker {
+    pub fn start(command: Command, app_module: &str, queue: &str) -> PythonWorker {
+        PythonWorker::start_with(command, app_module, queue, &[])
+    }
+
+    /// [`PythonWorker::start`] with more worker options (`-E` for events).
+    pub fn start_with(
+        mut command: Command,
+        app_module: &str,
+        queue: &str,
+        options: &[&str],
+    ) -> PythonWorker {
         let child = command
             .args([
                 "-m",
@@ -131,6 +177,7 @@ impl PythonWorker {
                 "-l",
                 "warning",
             ])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

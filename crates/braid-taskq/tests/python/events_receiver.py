@@ -1,30 +1,41 @@
-"""Python Celery's event receiver on braid's Redis: prints every event it captures as a
-JSON line until it has seen a `task-succeeded` and a `task-failed`, or the limit passes.
+"""Python Celery's event receiver on the test's broker: prints every event it captures as
+a JSON line until it has seen every type wanted (default: `task-succeeded` and
+`task-failed`), or the limit passes. The app comes from the module named in
+BRAID_TEST_APP (default `celery_app`, braid's Redis; `amqp_app` for RabbitMQ).
 
-    python events_receiver.py SECONDS
+    python events_receiver.py SECONDS [TYPE ...]
 """
 
+import importlib
 import json
+import os
 import sys
-import threading
 
-from celery_app import app
+app = importlib.import_module(os.environ.get("BRAID_TEST_APP", "celery_app")).app
 
 limit = float(sys.argv[1])
+wanted = set(sys.argv[2:]) or {"task-succeeded", "task-failed"}
 seen = set()
 
 
 def on_event(event):
     print(json.dumps(event, default=str), flush=True)
     seen.add(event["type"])
-    if {"task-succeeded", "task-failed"} <= seen:
+    if wanted <= seen:
         raise SystemExit(0)
 
 
-timer = threading.Timer(limit, lambda: None)
 with app.connection() as conn:
     recv = app.events.Receiver(conn, handlers={"*": on_event})
-    print(json.dumps({"type": "ready"}), flush=True)
+    consume_ready = recv.on_consume_ready
+
+    def on_consume_ready(*args, **kwargs):
+        # The event queue is declared, bound and consumed: nothing sent from now on is
+        # missed (on RabbitMQ; Redis subscribes a little later).
+        consume_ready(*args, **kwargs)
+        print(json.dumps({"type": "ready"}), flush=True)
+
+    recv.on_consume_ready = on_consume_ready
     try:
         recv.capture(limit=None, timeout=limit, wakeup=False)
     except SystemExit:
