@@ -5,6 +5,8 @@
 const $ = (id) => document.getElementById(id);
 let selected = new URLSearchParams(location.search).get("task");
 let lastSnapshot = null;
+// The answer to the last Revoke or Retry click, kept while the detail is redrawn.
+let lastOutcome = null;
 
 function text(v) {
   return v === null || v === undefined ? "" : String(v);
@@ -35,17 +37,25 @@ function renderWorkers(s) {
   for (const w of s.workers) {
     const row = document.createElement("tr");
     row.dataset.worker = w.hostname;
+    row.dataset.state = w.alive ? "online" : "offline";
     cell(row, w.hostname);
     cell(row, w.alive ? "online" : "offline", w.alive ? "online" : "offline");
-    cell(row, w.active);
-    cell(row, w.processed);
-    cell(row, (w.loadavg || []).join(" "));
+    const pool = w.concurrency === null || w.concurrency === undefined ? "" : " / " + w.concurrency;
+    cell(row, text(w.active) + pool, "active");
+    cell(row, w.processed, "processed");
+    cell(row, (w.loadavg || []).map((l) => Number(l).toFixed(2)).join(" "), "load");
     cell(row, text(w.sw_ident) + " " + text(w.sw_ver));
     body.appendChild(row);
   }
 }
 
+let shownTasks = null;
+
 function renderTasks(list) {
+  // Rows stay as they are while nothing changed, so a click in progress is not lost.
+  const key = JSON.stringify(list);
+  if (key === shownTasks) return;
+  shownTasks = key;
   const body = $("tasks");
   body.replaceChildren();
   for (const t of list) {
@@ -157,14 +167,38 @@ async function loadDetail(id) {
   retry.onclick = () => act(t.uuid, "retry");
   const outcome = document.createElement("span");
   outcome.id = "action-outcome";
+  if (lastOutcome && lastOutcome.task === t.uuid) showOutcome(outcome, lastOutcome);
   actions.append(revoke, retry, outcome);
   box.replaceChildren(dl, actions);
 }
 
+// Shows what the server answered, its error message included, next to the buttons.
 async function act(id, what) {
-  const r = await fetch("/api/task/" + encodeURIComponent(id) + "/" + what, { method: "POST" });
-  const body = await r.json();
-  $("action-outcome").textContent = body.ok ? body.ok + (body.id ? " as " + body.id : "") : "error: " + body.error;
+  const outcome = $("action-outcome");
+  outcome.dataset.outcome = "pending";
+  outcome.textContent = "...";
+  let body;
+  try {
+    const r = await fetch("/api/task/" + encodeURIComponent(id) + "/" + what, { method: "POST" });
+    const raw = await r.text();
+    try {
+      body = JSON.parse(raw);
+    } catch (_) {
+      body = { error: "HTTP " + r.status + ": " + raw };
+    }
+  } catch (e) {
+    body = { error: "the dashboard cannot be reached: " + e };
+  }
+  lastOutcome = { task: id, body };
+  // The detail may have been redrawn meanwhile: write into the span shown now.
+  if (selected === id) showOutcome($("action-outcome"), lastOutcome);
+}
+
+function showOutcome(span, { body }) {
+  if (!span) return;
+  span.dataset.outcome = body.ok ? "ok" : "error";
+  if (body.id) span.dataset.newTask = body.id;
+  span.textContent = body.ok ? body.ok + (body.id ? " as " + body.id : "") : "error: " + body.error;
 }
 
 function select(id) {

@@ -1,9 +1,10 @@
 //! A live web dashboard for braid's task queue, as Flower is for Celery: the workers with
 //! their state and load, tasks by state with search by id and name, a live throughput
 //! chart, each task's detail (arguments, result, traceback, retries, times), and revoke and
-//! retry buttons. It reads Celery's events (from braid workers started with events on and
-//! from Python workers started with `-E`) and asks the workers for their stats now and
-//! then; the page updates itself through server-sent events.
+//! retry buttons. It reads Celery's events, turns them on in workers started without them
+//! (`enable_events`, as Flower does), and asks the workers for their stats now and then;
+//! the page updates itself through server-sent events. Retry reads the arguments of tasks
+//! sent by Python clients (Python reprs) as well as braid's (JSON).
 //!
 //! | Flower | braid-dashboard |
 //! |---|---|
@@ -41,6 +42,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+mod pyrepr;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -174,7 +177,9 @@ impl Dashboard {
     }
 
     /// Feeds the dashboard from `receiver` until it ends, while asking the workers for
-    /// their stats every few seconds and pushing changes to open pages.
+    /// their stats every few seconds and pushing changes to open pages. Like Flower, it
+    /// sends `enable_events` to the workers on start and every few seconds, so workers
+    /// started without events (Celery's without `-E`) show their tasks too.
     pub async fn follow(&self, mut receiver: EventReceiver) {
         let inspector = tokio::spawn(self.clone().inspect_loop());
         let pusher = tokio::spawn(self.clone().push_loop());
@@ -190,6 +195,13 @@ impl Dashboard {
         loop {
             let app = self.inner.app.clone();
             let replies = tokio::task::spawn_blocking(move || {
+                // As Flower does: workers started without events (`-E`) turn them on, and
+                // so do workers that started since the last round.
+                if let Err(e) =
+                    app.control_to("enable_events", json!({}), None, Duration::ZERO, None)
+                {
+                    tracing::warn!(error = %e, "dashboard: could not turn the workers' events on");
+                }
                 app.control("stats", json!({}), Duration::from_secs(1), None)
             })
             .await;
@@ -387,8 +399,9 @@ async fn revoke(
     }
 }
 
-/// Sends the task again with the same name and arguments (which must be JSON, as braid
-/// and Celery's JSON serializer print them).
+/// Sends the task again with the same name and arguments. The event's arguments are
+/// JSON (braid's clients) or Python's `repr()` (Celery's clients), read by [`pyrepr`];
+/// arguments that cannot be read (cut short, or no JSON form) are a 422 saying why.
 async fn retry(AxState(d): AxState<Dashboard>, Path(id): Path<String>) -> Response {
     let Some(t) = d.task(&id) else {
         return error(StatusCode::NOT_FOUND, format!("no task {id} seen"));
@@ -396,28 +409,40 @@ async fn retry(AxState(d): AxState<Dashboard>, Path(id): Path<String>) -> Respon
     let Some(name) = t.name.clone() else {
         return error(StatusCode::CONFLICT, format!("task {id} has no known name"));
     };
-    let args: Vec<Value> = match t.args.as_deref().map(serde_json::from_str) {
+    let args: Vec<Value> = match t.args.as_deref().map(pyrepr::parse) {
         None => Vec::new(),
         Some(Ok(Value::Array(a))) => a,
-        _ => {
+        Some(Ok(other)) => {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the arguments of {id} are not a JSON list; it cannot be sent again"),
+                format!("the arguments of {id} are {other}, not a list; it cannot be sent again"),
+            );
+        }
+        Some(Err(e)) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the arguments of {id} cannot be sent again: {e}"),
             );
         }
     };
     let mut options = CallOptions::new();
-    match t.kwargs.as_deref().map(serde_json::from_str::<Value>) {
+    match t.kwargs.as_deref().map(pyrepr::parse) {
         None | Some(Ok(Value::Null)) => {}
         Some(Ok(Value::Object(map))) => {
             for (k, v) in map {
                 options = options.kwarg(&k, v);
             }
         }
-        _ => {
+        Some(Ok(other)) => {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the keyword arguments of {id} are not a JSON object"),
+                format!("the keyword arguments of {id} are {other}, not a dict"),
+            );
+        }
+        Some(Err(e)) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the keyword arguments of {id} cannot be sent again: {e}"),
             );
         }
     }

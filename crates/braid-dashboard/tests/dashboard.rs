@@ -1,17 +1,19 @@
-//! The dashboard in a real browser: a worker with events on the in-memory broker runs
-//! tasks, headless Chromium opens the page, and the rendered DOM shows the counts by
-//! state, the worker, live updates (server-sent events) and a failed task's detail. The
-//! retry and revoke endpoints behind the page's buttons are exercised over HTTP.
+//! The dashboard in a real browser: workers with events on the in-memory broker and on
+//! Redis run tasks, headless Chromium opens the page, and the rendered DOM shows the counts
+//! by state, the workers with their state and load, live updates (server-sent events) of a
+//! page opened before the tasks ran, the search by id and by name, a task's detail, and
+//! what the Revoke and Retry buttons do when clicked (for Python's argument reprs too).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (or `$BRAID_CHROMIUM` and
 //! `$BRAID_CHROMEDRIVER`); scripts/test installs them. The browser is driven through
 //! chromedriver (W3C WebDriver), so the page's live connection stays open while the test
-//! reads its DOM.
+//! reads its DOM. The Redis case uses database 7 with a key prefix of its own.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use braid_taskq::{App, CallOptions, State, Worker};
@@ -36,6 +38,19 @@ impl std::fmt::Display for TaskFailed {
 #[braid_core::task(name = "dash.fail")]
 fn fail(message: String) -> Result<(), TaskFailed> {
     Err(TaskFailed(message))
+}
+
+/// Set when the tests are done with `dash.hold` tasks: they end then.
+static RELEASE_HELD: AtomicBool = AtomicBool::new(false);
+
+/// A long-running task: it runs until the test releases it (or a minute passes).
+#[braid_core::task(name = "dash.hold")]
+fn hold() -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !RELEASE_HELD.load(Ordering::Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 fn program(env: &str, default: &str, what: &str) -> PathBuf {
@@ -140,6 +155,109 @@ impl Browser {
         );
         assert_eq!(status, 200, "{body}");
         body["value"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Runs `script` in the page (a function body) and returns what it returns.
+    fn script(&self, script: &str) -> Value {
+        let (status, body) = http(
+            self.addr,
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            Some(&json!({"script": script, "args": []})),
+        );
+        assert_eq!(status, 200, "{script}: {body}");
+        body["value"].clone()
+    }
+
+    /// The text of the element with id `id`, or `None` when there is none.
+    fn text_of(&self, id: &str) -> Option<String> {
+        let script =
+            format!("const e = document.getElementById({id:?}); return e ? e.textContent : null;");
+        self.script(&script).as_str().map(str::to_string)
+    }
+
+    /// The WebDriver reference of the first element matching the CSS `selector`.
+    fn element(&self, selector: &str) -> String {
+        let (status, body) = http(
+            self.addr,
+            "POST",
+            &format!("/session/{}/element", self.session),
+            Some(&json!({"using": "css selector", "value": selector})),
+        );
+        assert_eq!(status, 200, "no element {selector}: {body}");
+        body["value"]["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Clicks the element matching `selector`, as a user would. A live update may
+    /// replace the element between finding and clicking it; then it is found again.
+    fn click(&self, selector: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let element = self.element(selector);
+            let (status, body) = http(
+                self.addr,
+                "POST",
+                &format!("/session/{}/element/{element}/click", self.session),
+                Some(&json!({})),
+            );
+            if status == 200 {
+                return;
+            }
+            let stale = body["value"]["error"] == "stale element reference";
+            assert!(
+                stale && Instant::now() < deadline,
+                "clicking {selector}: {body}"
+            );
+        }
+    }
+
+    /// Replaces what the input `selector` holds by typing `text` into it.
+    fn type_into(&self, selector: &str, text: &str) {
+        let element = self.element(selector);
+        let (status, body) = http(
+            self.addr,
+            "POST",
+            &format!("/session/{}/element/{element}/clear", self.session),
+            Some(&json!({})),
+        );
+        assert_eq!(status, 200, "clearing {selector}: {body}");
+        let (status, body) = http(
+            self.addr,
+            "POST",
+            &format!("/session/{}/element/{element}/value", self.session),
+            Some(&json!({"text": text})),
+        );
+        assert_eq!(status, 200, "typing into {selector}: {body}");
+    }
+
+    /// Waits until `ready` holds for the page; `what` names it in the failure message.
+    fn wait_until(&self, what: &str, ready: impl Fn(&Browser) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(self) {
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what}:\n{}",
+                self.dom()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The ids of the rows in the task table, top to bottom.
+    fn task_rows(&self) -> Vec<String> {
+        let rows = self.script(
+            "return [...document.querySelectorAll('#tasks tr.task')].map(r => r.dataset.task);",
+        );
+        rows.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Waits until the DOM satisfies `ready`; returns it.
@@ -263,16 +381,36 @@ fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
     &after[open..open + close]
 }
 
+fn memory_url() -> String {
+    format!("memory://dashboard-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn redis_url() -> String {
+    format!(
+        "redis://127.0.0.1:6379/7?global_keyprefix=braid-dashboard-test-{}-",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 #[test]
 fn the_page_shows_workers_counts_and_a_task_detail() {
-    let url = format!("memory://dashboard-{}", uuid::Uuid::new_v4().simple());
-    let app = App::new(&url, Some(&url)).unwrap();
+    counts_and_detail(&memory_url());
+}
+
+#[test]
+fn the_page_shows_workers_counts_and_a_task_detail_on_redis() {
+    counts_and_detail(&redis_url());
+}
+
+fn counts_and_detail(url: &str) {
+    let app = App::new(url, Some(url)).unwrap();
     let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = running.addr();
+    let hostname = format!("dash-{}@test", uuid::Uuid::new_v4().simple());
     let worker = Worker::builder(&app)
         .concurrency(2)
         .events(true)
-        .hostname("dash@test")
+        .hostname(&hostname)
         .start()
         .unwrap();
     let mut ok = Vec::new();
@@ -309,7 +447,10 @@ fn the_page_shows_workers_counts_and_a_task_detail() {
     assert_eq!(element_text(&dom, "count-SUCCESS"), "5", "{dom}");
     assert_eq!(element_text(&dom, "count-FAILURE"), "1");
     assert_eq!(element_text(&dom, "count-seen"), "6");
-    assert!(dom.contains("data-worker=\"dash@test\""), "{dom}");
+    assert!(
+        dom.contains(&format!("data-worker=\"{hostname}\"")),
+        "{dom}"
+    );
     assert!(dom.contains("data-live=\"yes\""), "no live updates: {dom}");
     assert!(dom.contains("dash.fail"));
     let exception_at = dom
@@ -355,6 +496,238 @@ fn the_page_shows_workers_counts_and_a_task_detail() {
     let (status, _) = http(addr, "GET", "/api/task/no-such-task", None);
     assert_eq!(status, 404);
 
+    worker.shutdown();
+    running.shutdown();
+}
+
+/// Waits until the dashboard's own state satisfies `ready`.
+fn wait_snapshot(running: &braid_dashboard::RunningDashboard, ready: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = running.dashboard().snapshot();
+        if ready(&s) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the dashboard saw {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Shows `id` in the detail panel the way a user does: searches for it, clicks its row.
+fn open_detail(browser: &Browser, id: &str) {
+    browser.type_into("#search", id);
+    browser.wait_until("the searched task alone", |b| b.task_rows() == [id]);
+    browser.click(&format!("#tasks tr[data-task=\"{id}\"]"));
+    browser.wait_until("the task's detail", |b| {
+        b.text_of("detail-uuid").as_deref() == Some(id)
+    });
+}
+
+#[test]
+fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
+    let url = memory_url();
+    let app = App::new(&url, Some(&url)).unwrap();
+    let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/", running.addr()));
+    browser.wait_until("the live connection", |b| {
+        b.script("return document.getElementById('live').dataset.live;") == "yes"
+    });
+    assert_eq!(browser.text_of("count-seen").as_deref(), Some("0"));
+    // Reloading would lose this mark: the counts below must change without one.
+    browser.script("window.braidTestMark = 'still here'; return null;");
+
+    // Started without events: the dashboard turns them on (as Flower does), and its
+    // heartbeats bring the worker's load.
+    let worker = Worker::builder(&app)
+        .concurrency(2)
+        .events(false)
+        .hostname("live@test")
+        .start()
+        .unwrap();
+    browser.wait_until("the worker online with its load", |b| {
+        b.script(
+            "const r = document.querySelector('#workers tr[data-worker=\"live@test\"]');\
+             return r ? [r.dataset.state, r.querySelector('.load').textContent] : null;",
+        )
+        .as_array()
+        .is_some_and(|a| a[0] == "online" && a[1].as_str().is_some_and(|l| !l.is_empty()))
+    });
+    let ok: Vec<_> = (0..3)
+        .map(|i| {
+            app.send_task("dash.add", vec![json!(i), json!(10)], CallOptions::new())
+                .unwrap()
+        })
+        .collect();
+    for r in &ok {
+        r.get(WAIT).unwrap();
+    }
+    browser.wait_until("three successes, live", |b| {
+        b.text_of("count-SUCCESS").as_deref() == Some("3")
+    });
+    assert_eq!(browser.text_of("count-seen").as_deref(), Some("3"));
+    assert_eq!(
+        browser.script("return window.braidTestMark || null;"),
+        json!("still here"),
+        "the page was reloaded"
+    );
+    let worker_row = browser.script(
+        "const r = document.querySelector('#workers tr[data-worker=\"live@test\"]');\
+         return [r.querySelector('.active').textContent, r.querySelector('.processed').textContent];",
+    );
+    assert!(
+        worker_row[0]
+            .as_str()
+            .is_some_and(|a| a.ends_with("/ 2") || a == "0"),
+        "active / pool: {worker_row}"
+    );
+
+    // Search by id: only that task; by name: all three.
+    let wanted = ok[1].id().to_string();
+    open_detail(&browser, &wanted);
+    browser.wait_until("the detail of a succeeded task", |b| {
+        b.text_of("detail-state").as_deref() == Some("SUCCESS")
+    });
+    assert_eq!(browser.text_of("detail-name").as_deref(), Some("dash.add"));
+    assert_eq!(browser.text_of("detail-args").as_deref(), Some("[1,10]"));
+    assert_eq!(browser.text_of("detail-result").as_deref(), Some("11"));
+    assert_eq!(browser.text_of("detail-retries").as_deref(), Some("0"));
+    assert_eq!(
+        browser.text_of("detail-worker").as_deref(),
+        Some("live@test")
+    );
+    for field in ["detail-received", "detail-started", "detail-succeeded"] {
+        let t = browser.text_of(field).unwrap_or_default();
+        assert!(t.starts_with("20"), "{field} is {t:?}");
+    }
+    browser.type_into("#search", "dash.ADD");
+    browser.wait_until("the three tasks found by name", |b| {
+        b.task_rows().len() == 3
+    });
+
+    // Revoke, clicked on a running task: it ends REVOKED.
+    let held = app
+        .send_task("dash.hold", vec![], CallOptions::new())
+        .unwrap();
+    open_detail(&browser, held.id());
+    browser.wait_until("the held task running", |b| {
+        b.text_of("detail-state").as_deref() == Some("STARTED")
+    });
+    browser.click("#revoke");
+    browser.wait_until("the task revoked", |b| {
+        b.text_of("detail-state").as_deref() == Some("REVOKED")
+    });
+    let outcome = browser.text_of("action-outcome").unwrap_or_default();
+    assert!(outcome.contains("revoked"), "{outcome}");
+    assert!(held.get(WAIT).is_err());
+    assert_eq!(held.state().unwrap(), State::Revoked);
+    browser.wait_until("the revoked count", |b| {
+        b.text_of("count-REVOKED").as_deref() == Some("1")
+    });
+
+    RELEASE_HELD.store(true, Ordering::Release);
+    drop(browser);
+    worker.shutdown();
+    running.shutdown();
+}
+
+#[test]
+fn retry_clicked_sends_failed_and_python_tasks_again_or_says_why_not() {
+    let url = memory_url();
+    let app = App::new(&url, Some(&url)).unwrap();
+    let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let worker = Worker::builder(&app)
+        .concurrency(2)
+        .events(true)
+        .hostname("retry@test")
+        .start()
+        .unwrap();
+    let failed = app
+        .send_task("dash.fail", vec![json!("again")], CallOptions::new())
+        .unwrap();
+    assert!(failed.get(WAIT).is_err());
+    // What a Python client's task looks like in the events: its arguments are reprs.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let from_python = format!("py-{}", uuid::Uuid::new_v4());
+    let unreadable = format!("py-{}", uuid::Uuid::new_v4());
+    for (id, args) in [(&from_python, "(20, 22)"), (&unreadable, "(inf, 1)")] {
+        let event = braid_taskq::Event::from_json(json!({
+            "type": "task-received", "uuid": id, "name": "dash.add", "args": args,
+            "kwargs": "{}", "hostname": "celery@python", "timestamp": now, "retries": 0,
+        }))
+        .unwrap();
+        running.dashboard().event(&event);
+    }
+    wait_snapshot(&running, |s| s["counts"]["FAILURE"] == 1);
+
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/", running.addr()));
+    browser.wait_until("the failed task", |b| {
+        b.text_of("count-FAILURE").as_deref() == Some("1")
+    });
+
+    // A failed braid task: Retry sends it again, under a new id that the page then shows.
+    open_detail(&browser, failed.id());
+    browser.click("#retry");
+    browser.wait_until("the retry's answer", |b| {
+        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
+            == "ok"
+    });
+    let again = browser
+        .script("return document.getElementById('action-outcome').dataset.newTask;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(again, failed.id());
+    let err = app.result(&again).get(WAIT).unwrap_err().to_string();
+    assert!(err.contains("again"), "{err}");
+    browser.type_into("#search", "");
+    browser.wait_until("the new task in the list", |b| {
+        b.task_rows().contains(&again)
+    });
+    browser.wait_until("two failures", |b| {
+        b.text_of("count-FAILURE").as_deref() == Some("2")
+    });
+
+    // A Python client's task: its repr arguments are read and sent again.
+    open_detail(&browser, &from_python);
+    assert_eq!(browser.text_of("detail-args").as_deref(), Some("(20, 22)"));
+    browser.click("#retry");
+    browser.wait_until("the retry's answer", |b| {
+        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
+            == "ok"
+    });
+    let again = browser
+        .script("return document.getElementById('action-outcome').dataset.newTask;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.result(&again).get(WAIT).unwrap(), json!(42));
+
+    // Arguments with no JSON form: the page says why, and it stays said.
+    open_detail(&browser, &unreadable);
+    browser.click("#retry");
+    browser.wait_until("the retry's error", |b| {
+        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
+            == "error"
+    });
+    let said = browser.text_of("action-outcome").unwrap_or_default();
+    assert!(
+        said.starts_with("error: ") && said.contains("infinity"),
+        "{said}"
+    );
+    let (status, body) = http(
+        running.addr(),
+        "POST",
+        &format!("/api/task/{unreadable}/retry"),
+        None,
+    );
+    assert_eq!(status, 422, "{body}");
+
+    drop(browser);
     worker.shutdown();
     running.shutdown();
 }
