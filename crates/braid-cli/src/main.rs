@@ -6,6 +6,7 @@ mod dmap_cmd;
 mod mapreduce_cmd;
 mod nameserver_cmd;
 mod run_cmd;
+mod signals;
 mod taskq_cmd;
 mod tour;
 

@@ -15,6 +15,8 @@ use braid::rpc::{
     Registration, ServerTls, Uri, default_nameserver, start_nameserver,
 };
 
+use crate::signals::Signals;
+
 /// The environment variable holding the shared key when `--key` is not given.
 const KEY_ENV: &str = "BRAID_NS_KEY";
 
@@ -253,27 +255,11 @@ fn serve(args: ServeArgs) -> Result<(), NameserverError> {
     }
     // Watch the signals before the URI is out, so a client that stops the server as soon
     // as it has read the URI still gets a clean exit.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(NameserverError::Signals)?;
-    let (mut interrupt, mut terminate) = {
-        use tokio::signal::unix::{SignalKind, signal};
-        let _entered = runtime.enter();
-        (
-            signal(SignalKind::interrupt()).map_err(NameserverError::Signals)?,
-            signal(SignalKind::terminate()).map_err(NameserverError::Signals)?,
-        )
-    };
+    let mut signals = Signals::watch().map_err(NameserverError::Signals)?;
     let daemon = start_nameserver(builder)?;
     println!("{}", daemon.uri(NAMESERVER_NAME));
     eprintln!("braid name server running; Ctrl-C or SIGTERM stops it");
-    runtime.block_on(async {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    });
+    signals.wait();
     daemon.shutdown();
     eprintln!("braid name server stopped");
     Ok(())

@@ -8,6 +8,8 @@ use std::time::Duration;
 use braid::taskq::{App, Beat, CallOptions, ClusterState, Error, EventReceiver, Worker};
 use serde_json::{Value, json};
 
+use crate::signals::Signals;
+
 /// The broker when none is given: a local Redis.
 const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379/0";
 
@@ -297,6 +299,8 @@ pub fn worker(args: WorkerArgs) -> ExitCode {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
+    // Watched before the worker says it is ready, so a signal sent once it has is caught.
+    let signals = Signals::watch();
     println!(
         "braid worker {} ready: broker {}, queues {}, tasks: {}",
         worker.hostname(),
@@ -311,23 +315,18 @@ pub fn worker(args: WorkerArgs) -> ExitCode {
     );
     // Ctrl-C or SIGTERM: warm shutdown; a second one: exit at once.
     let (signalled, signal) = std::sync::mpsc::channel();
-    let watcher = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    match watcher {
-        Ok(rt) => {
+    match signals {
+        Ok(mut signals) => {
             std::thread::spawn(move || {
-                rt.block_on(async {
-                    wait_signal().await;
-                    if signalled.send(()).is_err() {
-                        return;
-                    }
-                    wait_signal().await;
-                    eprintln!(
-                        "worker: cold shutdown; held messages return after the visibility timeout"
-                    );
-                    std::process::exit(130);
-                });
+                signals.wait();
+                if signalled.send(()).is_err() {
+                    return;
+                }
+                signals.wait();
+                eprintln!(
+                    "worker: cold shutdown; held messages return after the visibility timeout"
+                );
+                std::process::exit(130);
             });
         }
         Err(e) => eprintln!("cannot watch signals: {e}"),
@@ -354,29 +353,6 @@ pub fn worker(args: WorkerArgs) -> ExitCode {
         stats.dead_lettered
     );
     ExitCode::SUCCESS
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-async fn wait_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            eprintln!("cannot watch SIGTERM: {e}");
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                eprintln!("cannot watch Ctrl-C: {e}");
-            }
-            return;
-        }
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            if let Err(e) = r {
-                eprintln!("cannot watch Ctrl-C: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-        _ = term.recv() => {}
-    }
 }
 
 /// `braid submit`: sends a task and prints its id (and its result with `--wait`).
@@ -524,22 +500,31 @@ pub fn inspect(args: InspectArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    print_replies(replies, timeout)
+    match print_replies(replies, timeout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
 }
 
-fn print_replies(replies: Vec<Value>, timeout: Duration) -> ExitCode {
+/// Prints each worker's answer, `worker: answer` a line, and returns how many answers were
+/// not an error (`{"error": ...}`); fails when no worker replied within `timeout`.
+fn print_replies(replies: Vec<Value>, timeout: Duration) -> Result<usize, ExitCode> {
     if replies.is_empty() {
         eprintln!("error: no worker replied within {timeout:?}");
-        return ExitCode::FAILURE;
+        return Err(ExitCode::FAILURE);
     }
+    let mut accepted = 0;
     for reply in replies {
         if let Value::Object(map) = reply {
             for (worker, answer) in map {
                 println!("{worker}: {answer}");
+                if answer.get("error").is_none() {
+                    accepted += 1;
+                }
             }
         }
     }
-    ExitCode::SUCCESS
+    Ok(accepted)
 }
 
 /// `braid control`: sends a remote-control command to the workers (braid's and Celery's)
@@ -575,7 +560,13 @@ pub fn control(args: ControlArgs) -> ExitCode {
     let destination = (!args.destination.is_empty()).then_some(args.destination);
     let limit = destination.as_ref().map(Vec::len);
     match app.control_to(method, arguments, destination, timeout, limit) {
-        Ok(replies) => print_replies(replies, timeout),
+        Ok(replies) => match print_replies(replies, timeout) {
+            Ok(0) => fail(format!(
+                "no worker accepted {method}: every reply was an error"
+            )),
+            Ok(_) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
         Err(e) => fail(e),
     }
 }
@@ -594,6 +585,7 @@ pub fn beat(args: BeatArgs) -> ExitCode {
         Ok(b) => b.lock_ttl(ttl),
         Err(e) => return fail(e),
     };
+    let signals = Signals::watch();
     println!(
         "braid beat: {} entries from {} on {}",
         beat.entries().len(),
@@ -605,13 +597,10 @@ pub fn beat(args: BeatArgs) -> ExitCode {
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => {
+    match signals {
+        Ok(mut signals) => {
             std::thread::spawn(move || {
-                rt.block_on(wait_signal());
+                signals.wait();
                 flag.store(true, std::sync::atomic::Ordering::Release);
             });
         }
@@ -693,6 +682,10 @@ pub fn dashboard(args: DashboardArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let addr = std::net::SocketAddr::new(args.address, args.port);
+    let mut signals = match Signals::watch() {
+        Ok(signals) => signals,
+        Err(e) => return fail(format!("cannot watch signals: {e}")),
+    };
     let running = match braid::dashboard::spawn(&app, addr) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -706,13 +699,7 @@ pub fn dashboard(args: DashboardArgs) -> ExitCode {
     if let Err(e) = app.control_to("heartbeat", json!({}), None, Duration::ZERO, None) {
         eprintln!("warning: could not wake the workers up: {e}");
     }
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(wait_signal()),
-        Err(e) => return fail(format!("cannot watch signals: {e}")),
-    }
+    signals.wait();
     running.shutdown();
     println!("braid dashboard: stopped");
     ExitCode::SUCCESS

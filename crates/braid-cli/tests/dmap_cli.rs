@@ -2,9 +2,10 @@
 //! again with `DMAP_CLI_PROGRAM` set, so it owns `main`. The cluster case uses the Redis
 //! at 127.0.0.1:6379 (database 5, a key prefix and queue of its own).
 
+mod common;
+
 use std::collections::HashSet;
-use std::process::{Command, ExitCode, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{ExitCode, Output};
 use std::time::Duration;
 
 use braid::dmap::Dmap;
@@ -57,34 +58,13 @@ fn program() -> ExitCode {
 
 fn braid(args: &[&str], env: &[(&str, &str)]) -> Result<Output, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
-    cmd.arg("dmap")
+    let mut command = common::command(&["dmap"]);
+    command
         .args(args)
         .arg(&me)
         .env("DMAP_CLI_PROGRAM", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().map_err(|e| e.to_string())?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        if tx.send(child.wait_with_output()).is_err() {
-            eprintln!("the test stopped waiting for braid dmap");
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(output) => output.map_err(|e| e.to_string()),
-        Err(_) => {
-            if let Err(e) = Command::new("kill").args(["-9", &pid.to_string()]).status() {
-                eprintln!("could not kill braid dmap: {e}");
-            }
-            Err(format!("braid dmap {args:?} hung (killed after 120 s)"))
-        }
-    }
+        .envs(env.iter().copied());
+    common::output(command, Duration::from_secs(120))
 }
 
 fn expect_run(output: &Output, parallelism: usize, workers: usize) -> Check {

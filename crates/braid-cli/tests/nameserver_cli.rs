@@ -2,94 +2,50 @@
 //! its first line, then the client subcommands (`ping`, `register`, `list`, `lookup`,
 //! `remove`) against it, with a shared key and over TLS.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Output, Stdio};
+
+use common::{Background, WAIT, stderr, stdout};
 
 /// The environment variable the name server and its clients read the key from.
 const KEY_ENV: &str = "BRAID_NS_KEY";
 
 /// `braid nameserver` in the background, killed when dropped.
 struct Server {
-    child: Child,
-    /// Kept open so the server never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
+    process: Background,
     uri: String,
 }
 
 impl Server {
     /// Starts `braid nameserver --port 0 ARGS` and reads the URI it prints first.
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
-            .args(["nameserver", "--port", "0"])
-            .args(args)
-            .env_remove(KEY_ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let uri = line.trim_end().to_string();
-        let mut server = Server {
-            child,
-            _stdout: stdout,
-            uri,
-        };
+        let mut command = common::command(&["nameserver", "--port", "0"]);
+        command.args(args).env_remove(KEY_ENV).stderr(Stdio::null());
+        let process = Background::spawn(command, "nameserver");
+        let uri = process.line();
         assert!(
-            server.uri.ends_with("/braid.NameServer"),
-            "the name server's first line was {line:?}; it exited with {:?}",
-            server.child.try_wait()
+            uri.ends_with("/braid.NameServer"),
+            "the name server's first line was {uri:?}"
         );
-        server
+        Server { process, uri }
     }
 
     /// Stops the server with SIGTERM and returns how it exited.
-    fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed: {status}");
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            if let Err(e) = self.child.kill() {
-                eprintln!("could not kill the name server: {e}");
-            }
-            if let Err(e) = self.child.wait() {
-                eprintln!("could not reap the name server: {e}");
-            }
-        }
+    fn terminate(self) -> ExitStatus {
+        self.process.terminate().0
     }
 }
 
 /// Runs `braid nameserver ARGS` to the end, without $BRAID_NS_KEY unless `key_env`.
 fn client(args: &[&str], key_env: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_braid"));
-    command
-        .arg("nameserver")
-        .args(args)
-        .env_remove(KEY_ENV)
-        .stdin(Stdio::null());
+    let mut command = common::command(&["nameserver"]);
+    command.args(args).env_remove(KEY_ENV);
     if let Some(key) = key_env {
         command.env(KEY_ENV, key);
     }
-    command.output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    common::output(command, WAIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a client command that must succeed and returns its stdout.

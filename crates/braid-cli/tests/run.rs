@@ -1,13 +1,13 @@
 //! `braid run -n N PROGRAM`: exit statuses, failure handling and the grace period.
 
-use std::process::Command;
+mod common;
 
-fn braid_run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("run")
-        .args(args)
-        .output()
-        .expect("braid runs")
+use std::process::Output;
+
+fn braid_run(args: &[&str]) -> Output {
+    let mut command = common::command(&["run"]);
+    command.args(args);
+    common::output(command, common::WAIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

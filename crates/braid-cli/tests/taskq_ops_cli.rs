@@ -2,156 +2,18 @@
 //! `braid worker` processes on the Redis at 127.0.0.1:6379 (database 12, a key prefix of
 //! its own per test).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// How long anything awaited here may take before the test fails.
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Background, WAIT, braid, stderr, stdout};
 
 fn broker() -> String {
-    let prefix = format!(
-        "braid-cli-ops-test-{}-{}-",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    format!("redis://127.0.0.1:6379/12?global_keyprefix={prefix}")
-}
-
-/// Runs `braid ARGS` to its end (killed after a minute) and returns what it did.
-fn braid(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-        let out = std::io::read_to_string(stdout).unwrap_or_default();
-        let err = err.join().unwrap_or_default();
-        let status = child.wait().unwrap();
-        if tx
-            .send(Output {
-                status,
-                stdout: out.into_bytes(),
-                stderr: err.into_bytes(),
-            })
-            .is_err()
-        {
-            eprintln!("the test stopped waiting for braid");
-        }
-    });
-    rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-        if let Err(e) = Command::new("kill").args(["-9", &pid.to_string()]).status() {
-            eprintln!("could not kill braid: {e}");
-        }
-        panic!("braid {args:?} did not finish within a minute");
-    })
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A `braid` process running in the background, its stdout lines on a channel; killed
-/// when dropped.
-struct Background {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    name: String,
-}
-
-impl Background {
-    fn start(args: &[&str]) -> Background {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        // Keeps reading, so the process never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Background {
-            child,
-            lines,
-            name: args.first().copied().unwrap_or("braid").to_string(),
-        }
-    }
-
-    /// The next stdout line; fails the test after a minute or at the end of the output.
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|e| panic!("braid {} printed nothing more: {e}", self.name))
-    }
-
-    /// Reads lines until one satisfies `wanted`; returns it.
-    fn line_where(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("braid {} never printed {what}: {e}", self.name),
-            }
-        }
-    }
-
-    /// Sends SIGTERM and returns the exit status and the rest of the output.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut rest = Vec::new();
-        // The output ends when the process does.
-        while let Ok(line) = self.lines.recv_timeout(WAIT) {
-            rest.push(line);
-        }
-        let exit = self.child.wait().unwrap();
-        (exit, rest)
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            if let Err(e) = self.child.kill() {
-                eprintln!("could not kill braid {}: {e}", self.name);
-            }
-            if let Err(e) = self.child.wait() {
-                eprintln!("could not reap braid {}: {e}", self.name);
-            }
-        }
-    }
+    common::broker(12, "braid-cli-ops-test")
 }
 
 /// `braid worker` with events on, once it says it is ready.
@@ -214,8 +76,13 @@ fn control_changes_a_running_worker() {
         "--timeout",
         "1",
     ]);
+    assert!(!out.status.success(), "{out:?}");
     assert!(
         stdout(&out).starts_with("ops-control@test: {\"error\":\"Invalid rate limit string"),
+        "{out:?}"
+    );
+    assert!(
+        stderr(&out).contains("no worker accepted rate_limit"),
         "{out:?}"
     );
 
@@ -288,14 +155,7 @@ fn events_and_beat_show_and_send_tasks() {
     assert_eq!(succeeded["result"], "5", "{succeeded}");
 
     // `braid beat` sends an interval entry; the worker runs it.
-    let dir = std::env::temp_dir().join(format!(
-        "braid-ops-beat-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let dir = std::env::temp_dir().join(common::unique("braid-ops-beat"));
     std::fs::create_dir_all(&dir).unwrap();
     let schedule = dir.join("schedule.toml");
     std::fs::write(
