@@ -21,6 +21,7 @@ const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672//?queue_expires=600";
 const REDIS: &str = "redis://127.0.0.1:6379/4";
 const POSTGRES: &str = "db+postgresql://braid:braid@127.0.0.1:5432/braid_test";
 const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
 #[braid_core::task(name = "amqp_test.add")]
 fn add(x: i64, y: i64) -> i64 {
@@ -87,6 +88,11 @@ fn queue(test: &str) -> String {
     format!("braid-amqp-{test}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// An App on RabbitMQ with results in `backend`, sending to `queue` by default.
+fn app(backend: &str, queue: &str) -> App {
+    common::app_on(AMQP, backend, queue)
+}
+
 fn worker(app: &App, queue: &str) -> Worker {
     Worker::builder(app)
         .queues([queue.to_string()])
@@ -96,13 +102,22 @@ fn worker(app: &App, queue: &str) -> Worker {
         .expect("start a worker on RabbitMQ (is it running?)")
 }
 
+/// A worker on `queue` named `braid-{queue}@test`, with `concurrency` threads and
+/// `prefetch` messages prefetched.
+fn named_worker(app: &App, queue: &str, concurrency: usize, prefetch: usize) -> Worker {
+    Worker::builder(app)
+        .queues([queue.to_string()])
+        .concurrency(concurrency)
+        .prefetch(prefetch)
+        .hostname(format!("braid-{queue}@test"))
+        .start()
+        .expect("start a worker on RabbitMQ (is it running?)")
+}
+
 #[test]
 fn calls_failures_countdowns_and_canvas_with_redis_results() {
     let q = queue("calls");
-    let app = App::builder(AMQP, Some(REDIS))
-        .default_queue(&q)
-        .build()
-        .unwrap();
+    let app = app(REDIS, &q);
     let w = worker(&app, &q);
 
     assert_eq!(
@@ -170,10 +185,7 @@ fn calls_failures_countdowns_and_canvas_with_redis_results() {
 #[test]
 fn revokes_reach_workers_started_later() {
     let q = queue("revoke");
-    let app = App::builder(AMQP, Some(REDIS))
-        .default_queue(&q)
-        .build()
-        .unwrap();
+    let app = app(REDIS, &q);
     let doomed = app.delay(add::task(), (1, 2)).unwrap();
     app.revoke(&[doomed.id()], false).unwrap();
     // No worker was running: the revoke is read back from the stream at start.
@@ -191,33 +203,11 @@ fn revokes_reach_workers_started_later() {
 #[test]
 fn remote_control_and_heartbeats() {
     let q = queue("control");
-    let app = App::builder(AMQP, Some(REDIS))
-        .default_queue(&q)
-        .build()
-        .unwrap();
-    let w = Worker::builder(&app)
-        .queues([q.clone()])
-        .concurrency(2)
-        .hostname(format!("braid-{q}@test"))
-        .start()
-        .unwrap();
+    let app = app(REDIS, &q);
+    // Prefetch as the default: 4 a thread.
+    let w = named_worker(&app, &q, 2, 8);
     let name = w.hostname().to_string();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let replies = app
-            .control("ping", json!({}), Duration::from_millis(500), None)
-            .unwrap();
-        if replies
-            .iter()
-            .any(|r| r.get(&name) == Some(&json!({"ok": "pong"})))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no pong from {name}: {replies:?}"
-        );
-    }
+    common::wait_for_pong(&app, &name, WAIT);
     let stats = app
         .control("stats", json!({}), Duration::from_millis(500), None)
         .unwrap();
@@ -245,10 +235,7 @@ fn remote_control_and_heartbeats() {
 #[test]
 fn malformed_messages_are_dead_lettered_and_the_worker_goes_on() {
     let q = queue("malformed");
-    let app = App::builder(AMQP, Some(REDIS))
-        .default_queue(&q)
-        .build()
-        .unwrap();
+    let app = app(REDIS, &q);
     let w = worker(&app, &q);
     let bad = app
         .send_task("amqp_test.add", vec![json!(1)], CallOptions::new())
@@ -274,10 +261,7 @@ fn malformed_messages_are_dead_lettered_and_the_worker_goes_on() {
 #[test]
 fn rpc_results_go_to_the_callers_reply_queue() {
     let q = queue("rpc");
-    let app = App::builder(AMQP, Some("rpc://"))
-        .default_queue(&q)
-        .build()
-        .unwrap();
+    let app = app("rpc://", &q);
     let w = worker(&app, &q);
     let results = app
         .delay_many(add::task(), (0..50).map(|i| (i, i)))
@@ -308,10 +292,7 @@ fn rpc_results_go_to_the_callers_reply_queue() {
 #[test]
 fn postgres_results_and_chords() {
     let q = queue("pg");
-    let app = App::builder(AMQP, Some(POSTGRES))
-        .default_queue(&q)
-        .build()
-        .unwrap();
+    let app = app(POSTGRES, &q);
     let w = worker(&app, &q);
     let r = app.delay(add::task(), (5, 6)).unwrap();
     assert_eq!(r.get(WAIT).unwrap(), 11);
@@ -354,10 +335,7 @@ fn bad_urls_fail_clearly() {
 fn json_values_of_every_kind_survive_headers_and_bodies() {
     // Values of every JSON kind survive the trip through AMQP headers and bodies.
     let q = queue("values");
-    let app = App::builder(AMQP, Some(REDIS))
-        .default_queue(&q)
-        .build()
-        .unwrap();
+    let app = app(REDIS, &q);
     let w = worker(&app, &q);
     let r = app
         .send_task(
@@ -411,17 +389,8 @@ fn lists(answer: &Value, id: &str) -> bool {
 #[test]
 fn remote_control_inspects_revokes_limits_resizes_and_shuts_down() {
     let q = queue("inspect");
-    let app = App::builder(AMQP, Some(REDIS))
-        .default_queue(&q)
-        .build()
-        .unwrap();
-    let w = Worker::builder(&app)
-        .queues([q.clone()])
-        .concurrency(1)
-        .prefetch(8)
-        .hostname(format!("braid-{q}@test"))
-        .start()
-        .unwrap();
+    let app = app(REDIS, &q);
+    let w = named_worker(&app, &q, 1, 8);
     let name = w.hostname().to_string();
 
     // One task runs (and holds the only thread); the next ones wait, prefetched.

@@ -13,7 +13,6 @@
 //! queues with a random suffix.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -26,7 +25,10 @@ const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672//";
 const REDIS: &str = "redis://127.0.0.1:6379/4";
 mod common;
 
-use common::{PythonWorker, collect_until, has, kinds, output_within, python, scripts};
+use common::{
+    PythonWorker, cluster, collect_until, find, has, json_lines, output_within, python_in_scripts,
+    wait_for_pong,
+};
 
 struct Run {
     prefix: String,
@@ -48,28 +50,35 @@ fn run_ids(test: &str, rpc: bool) -> Run {
 }
 
 fn python_command(run: &Run) -> Command {
-    let mut command = Command::new(python());
+    with_run_env(python_in_scripts(), run)
+}
+
+/// `command` with the settings of `run` the Python app reads.
+fn with_run_env(mut command: Command, run: &Run) -> Command {
     command
-        .current_dir(scripts())
         .env("BRAID_TEST_AMQP", AMQP)
         .env("BRAID_TEST_REDIS", REDIS)
         .env("BRAID_TEST_PREFIX", &run.prefix)
-        .env("BRAID_TEST_BACKEND", if run.rpc { "rpc" } else { "redis" })
-        .env("PYTHONPATH", scripts())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null());
+        .env("BRAID_TEST_BACKEND", if run.rpc { "rpc" } else { "redis" });
     command
 }
+
+/// A braid worker on `queue` named `braid-{queue}@localhost`, sending events or not.
+fn braid_worker(app: &App, queue: &str, concurrency: usize, events: bool) -> Worker {
+    Worker::builder(app)
+        .queues([queue.to_string()])
+        .concurrency(concurrency)
+        .events(events)
+        .hostname(format!("braid-{queue}@localhost"))
+        .start()
+        .unwrap()
+}
+
 fn python_client(rpc: bool) {
     let run = run_ids(if rpc { "py2rs-rpc" } else { "py2rs" }, rpc);
     let app = App::new(AMQP, Some(&run.backend)).unwrap();
     let queue = format!("braid-{}", &run.prefix[11..28]);
-    let worker = Worker::builder(&app)
-        .queues([queue.clone()])
-        .concurrency(4)
-        .hostname(format!("braid-{queue}@localhost"))
-        .start()
-        .unwrap();
+    let worker = braid_worker(&app, &queue, 4, false);
     let name = worker.hostname().to_string();
     let mut command = python_command(&run);
     command.args(["amqp_client.py", &queue, &name]);
@@ -154,16 +163,7 @@ fn python_client_with_rpc_results_on_braid_workers() {
 }
 
 fn wait_for_python_worker(app: &App, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let replies = app
-            .control("ping", json!({}), Duration::from_millis(500), None)
-            .unwrap();
-        if replies.iter().any(|r| r.get(name).is_some()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the Python worker did not start");
-    }
+    wait_for_pong(app, name, Duration::from_secs(60));
 }
 
 #[test]
@@ -230,6 +230,76 @@ fn braid_client_on_python_workers() {
     clean(&run.prefix);
 }
 
+/// Runs Python's `celery -A amqp_app -b AMQP inspect ARGS...` (the CLI, as people type
+/// it) and returns what it printed.
+fn celery_inspect(run: &Run, args: &[&str]) -> String {
+    let mut command = with_run_env(common::celery_in_scripts(), run);
+    command
+        .args(["-A", "amqp_app", "-b", AMQP, "inspect"])
+        .args(args);
+    let output = output_within(command, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "celery inspect {args:?} failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn celery_inspect_cli_sees_a_braid_worker() {
+    let run = run_ids("cli", false);
+    let app = App::new(AMQP, Some(&run.backend)).unwrap();
+    let queue = format!("braid-cli-{}", &run.prefix[11..28]);
+    let worker = braid_worker(&app, &queue, 2, false);
+    let name = worker.hostname().to_string();
+    wait_for_pong(&app, &name, WAIT);
+
+    // `inspect ping`, as people type it: the node answers pong.
+    let ping = celery_inspect(&run, &["ping", "-d", &name, "--timeout", "5"]);
+    assert!(
+        ping.contains(&format!("->  {name}: OK")) && ping.contains("pong"),
+        "{ping}"
+    );
+    assert!(ping.contains("1 node online"), "{ping}");
+
+    // `inspect stats` and `inspect active` in JSON: braid's answers under its node name.
+    let stats = celery_inspect(&run, &["stats", "-d", &name, "--timeout", "5", "--json"]);
+    let stats: Value =
+        serde_json::from_str(stats.trim()).unwrap_or_else(|e| panic!("{e}: {stats}"));
+    assert_eq!(stats[&name]["sw_ident"], "braid", "{stats}");
+    assert_eq!(stats[&name]["pool"]["max-concurrency"], 2, "{stats}");
+    let running = app
+        .send_task(
+            "tasks.sleep",
+            vec![json!(8000)],
+            CallOptions::new().queue(&queue),
+        )
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let active = celery_inspect(&run, &["active", "-d", &name, "--timeout", "5", "--json"]);
+        let active: Value =
+            serde_json::from_str(active.trim()).unwrap_or_else(|e| panic!("{e}: {active}"));
+        let tasks = active[&name]
+            .as_array()
+            .unwrap_or_else(|| panic!("{active}"));
+        if let Some(task) = tasks.iter().find(|t| t["id"] == json!(running.id())) {
+            assert_eq!(task["name"], "tasks.sleep");
+            assert_eq!(task["args"], json!([8000]));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never active: {active}");
+    }
+    app.revoke(&[running.id()], true).unwrap();
+    assert!(matches!(running.get(WAIT), Err(Error::Revoked(_))));
+    worker.shutdown();
+    delete_queues(&[&queue]);
+    clean(&run.prefix);
+}
+
 /// The event types every worker test expects, Celery's names.
 const EVENT_TYPES: [&str; 8] = [
     "worker-online",
@@ -259,18 +329,7 @@ impl PythonReceiver {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start the Python receiver");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel::<Value>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str(&line)
-                    && tx.send(v).is_err()
-                {
-                    return;
-                }
-            }
-        });
+        let events = json_lines(child.stdout.take().unwrap());
         let receiver = PythonReceiver { child, events };
         let first = receiver
             .events
@@ -335,11 +394,56 @@ fn revoke_before_sending(app: &App, name: &str, id: &str) {
     }
 }
 
-fn find<'a>(events: &'a [Event], kind: &str, id: &str) -> &'a Event {
-    events
-        .iter()
-        .find(|e| e.kind() == kind && e.uuid() == Some(id))
-        .unwrap_or_else(|| panic!("no {kind} for {id} in {:?}", kinds(events)))
+/// Sends four tasks to `queue`, on the worker `name`: `ok` (name, args, result) succeeds,
+/// `bad` (name, args) fails, `retried` (name, args, result) retries once, and `ok`'s task
+/// again, revoked before it is sent. Waits for their outcomes and returns their ids in
+/// that order.
+fn four_outcomes(
+    app: &App,
+    name: &str,
+    queue: &str,
+    ok: (&str, Vec<Value>, Value),
+    bad: (&str, Vec<Value>),
+    retried: (&str, Vec<Value>, Value),
+) -> [String; 4] {
+    let on = || CallOptions::new().queue(queue);
+    let doomed = uuid::Uuid::new_v4().to_string();
+    revoke_before_sending(app, name, &doomed);
+    let revoked = app
+        .send_task(ok.0, vec![json!(0), json!(0)], on().task_id(&doomed))
+        .unwrap();
+    let succeeding = app.send_task(ok.0, ok.1, on()).unwrap();
+    let failing = app.send_task(bad.0, bad.1, on()).unwrap();
+    let retrying = app.send_task(retried.0, retried.1, on()).unwrap();
+    assert_eq!(succeeding.get(WAIT).unwrap(), ok.2);
+    assert!(matches!(failing.get(WAIT), Err(Error::Task(_))));
+    assert_eq!(retrying.get(WAIT).unwrap(), retried.2);
+    assert!(matches!(revoked.get(WAIT), Err(Error::Revoked(_))));
+    [&succeeding, &failing, &retrying, &revoked].map(|r| r.id().to_string())
+}
+
+/// Reads `receiver` until it has the events of [`four_outcomes`]'s tasks `ids` and
+/// `worker-online` and `worker-heartbeat` from `hostname`.
+fn events_of_four(receiver: &mut EventReceiver, ids: &[String; 4], hostname: &str) -> Vec<Event> {
+    collect_until(receiver, |e| {
+        has(e, "task-succeeded", &ids[0])
+            && has(e, "task-failed", &ids[1])
+            && has(e, "task-retried", &ids[2])
+            && has(e, "task-succeeded", &ids[2])
+            && has(e, "task-revoked", &ids[3])
+            && ["worker-online", "worker-heartbeat"]
+                .iter()
+                .all(|k| e.iter().any(|e| e.kind() == *k && e.hostname() == hostname))
+    })
+}
+
+/// The cluster state of `events`, with [`four_outcomes`]'s tasks `ids` in their states.
+fn states_of_four(events: &[Event], ids: &[String; 4]) -> ClusterState {
+    let state = cluster(events);
+    assert_eq!(state.task(&ids[0]).unwrap().state, State::Success);
+    assert_eq!(state.task(&ids[1]).unwrap().state, State::Failure);
+    assert_eq!(state.task(&ids[3]).unwrap().state, State::Revoked);
+    state
 }
 
 #[test]
@@ -351,43 +455,19 @@ fn braid_worker_events_reach_braid_and_python_receivers() {
     // Both receivers listen before the worker starts.
     let python = PythonReceiver::start(&run);
     let mut receiver = EventReceiver::new(&app).unwrap();
-    let worker = Worker::builder(&app)
-        .queues([queue.clone()])
-        .concurrency(2)
-        .events(true)
-        .hostname(&name)
-        .start()
-        .unwrap();
-    let on = || CallOptions::new().queue(&queue);
-    let doomed = uuid::Uuid::new_v4().to_string();
-    revoke_before_sending(&app, &name, &doomed);
-    let revoked = app
-        .send_task("tasks.add", vec![json!(0), json!(0)], on().task_id(&doomed))
-        .unwrap();
-    let ok = app
-        .send_task("tasks.add", vec![json!(2), json!(3)], on())
-        .unwrap();
-    let bad = app
-        .send_task("tasks.fail", vec![json!("boom")], on())
-        .unwrap();
-    let retried = app.send_task("tasks.flaky", vec![json!(7)], on()).unwrap();
-    assert_eq!(ok.get(WAIT).unwrap(), json!(5));
-    assert!(matches!(bad.get(WAIT), Err(Error::Task(_))));
-    assert_eq!(retried.get(WAIT).unwrap(), json!([7, 1]));
-    assert!(matches!(revoked.get(WAIT), Err(Error::Revoked(_))));
-    let ids = [ok.id(), bad.id(), retried.id(), revoked.id()].map(str::to_string);
+    let worker = braid_worker(&app, &queue, 2, true);
+    assert_eq!(worker.hostname(), name);
+    let ids = four_outcomes(
+        &app,
+        &name,
+        &queue,
+        ("tasks.add", vec![json!(2), json!(3)], json!(5)),
+        ("tasks.fail", vec![json!("boom")]),
+        ("tasks.flaky", vec![json!(7)], json!([7, 1])),
+    );
 
     // (a) braid's receiver on RabbitMQ.
-    let events = collect_until(&mut receiver, |e| {
-        has(e, "task-succeeded", &ids[0])
-            && has(e, "task-failed", &ids[1])
-            && has(e, "task-retried", &ids[2])
-            && has(e, "task-succeeded", &ids[2])
-            && has(e, "task-revoked", &ids[3])
-            && ["worker-online", "worker-heartbeat"]
-                .iter()
-                .all(|k| e.iter().any(|e| e.kind() == *k && e.hostname() == name))
-    });
+    let events = events_of_four(&mut receiver, &ids, &name);
     for kind in ["worker-online", "worker-heartbeat"] {
         let e = events
             .iter()
@@ -424,13 +504,7 @@ fn braid_worker_events_reach_braid_and_python_receivers() {
     let gone = find(&events, "task-revoked", &ids[3]);
     assert_eq!(gone.get("terminated"), Some(&json!(false)));
     assert_eq!(gone.get("expired"), Some(&json!(false)));
-    let mut state = ClusterState::new();
-    for e in &events {
-        state.event(e);
-    }
-    assert_eq!(state.task(&ids[0]).unwrap().state, State::Success);
-    assert_eq!(state.task(&ids[1]).unwrap().state, State::Failure);
-    assert_eq!(state.task(&ids[3]).unwrap().state, State::Revoked);
+    let state = states_of_four(&events, &ids);
     assert!(state.worker(&name).unwrap().alive());
 
     // (b) Python Celery's receiver saw the same, in Celery's field names.
@@ -477,35 +551,15 @@ fn braid_receiver_reads_a_python_worker_on_rabbitmq() {
     let mut receiver = EventReceiver::new(&app).unwrap();
     let _python = PythonWorker::start_with(python_command(&run), "amqp_app", &py_queue, &["-E"]);
     wait_for_python_worker(&app, &py_name);
-    let on = || CallOptions::new().queue(&py_queue);
-    let doomed = uuid::Uuid::new_v4().to_string();
-    revoke_before_sending(&app, &py_name, &doomed);
-    let revoked = app
-        .send_task("py.add", vec![json!(0), json!(0)], on().task_id(&doomed))
-        .unwrap();
-    let ok = app
-        .send_task("py.add", vec![json!(20), json!(22)], on())
-        .unwrap();
-    let bad = app
-        .send_task("py.fail", vec![json!("from python")], on())
-        .unwrap();
-    let retried = app
-        .send_task("py.retry_once", vec![json!("v")], on())
-        .unwrap();
-    assert_eq!(ok.get(WAIT).unwrap(), json!(42));
-    assert!(matches!(bad.get(WAIT), Err(Error::Task(_))));
-    assert_eq!(retried.get(WAIT).unwrap(), json!(["v", 1]));
-    assert!(matches!(revoked.get(WAIT), Err(Error::Revoked(_))));
-    let ids = [ok.id(), bad.id(), retried.id(), revoked.id()].map(str::to_string);
-    let events = collect_until(&mut receiver, |e| {
-        has(e, "task-succeeded", &ids[0])
-            && has(e, "task-failed", &ids[1])
-            && has(e, "task-retried", &ids[2])
-            && has(e, "task-revoked", &ids[3])
-            && ["worker-online", "worker-heartbeat"]
-                .iter()
-                .all(|k| e.iter().any(|e| e.kind() == *k && e.hostname() == py_name))
-    });
+    let ids = four_outcomes(
+        &app,
+        &py_name,
+        &py_queue,
+        ("py.add", vec![json!(20), json!(22)], json!(42)),
+        ("py.fail", vec![json!("from python")]),
+        ("py.retry_once", vec![json!("v")], json!(["v", 1])),
+    );
+    let events = events_of_four(&mut receiver, &ids, &py_name);
     let received = find(&events, "task-received", &ids[0]);
     assert_eq!(received.str("name"), Some("py.add"));
     find(&events, "task-started", &ids[0]);
@@ -520,13 +574,7 @@ fn braid_receiver_reads_a_python_worker_on_rabbitmq() {
             .str("exception")
             .is_some()
     );
-    let mut state = ClusterState::new();
-    for e in &events {
-        state.event(e);
-    }
-    assert_eq!(state.task(&ids[0]).unwrap().state, State::Success);
-    assert_eq!(state.task(&ids[1]).unwrap().state, State::Failure);
-    assert_eq!(state.task(&ids[3]).unwrap().state, State::Revoked);
+    let state = states_of_four(&events, &ids);
     let worker = state.worker(&py_name).unwrap();
     assert_eq!(worker.sw_ident.as_deref(), Some("py-celery"));
     assert!(worker.alive());
@@ -552,13 +600,5 @@ fn delete_queues(queues: &[&str]) {
 }
 
 fn clean(prefix: &str) {
-    let client = redis::Client::open(REDIS).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap();
-    if !keys.is_empty() {
-        let _removed: i64 = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-    }
+    common::clean_redis(REDIS, prefix);
 }

@@ -1,7 +1,8 @@
 //! Reliability on RabbitMQ: restart RabbitMQ (`rabbitmqctl stop_app` / `start_app`) while
 //! 1,000 tasks are in flight and more are being sent, and kill -9 a worker process that
 //! holds prefetched, unacknowledged messages: every task completes, none is lost
-//! (at-least-once: duplicates are counted and printed).
+//! (at-least-once: duplicates are counted and printed). After the restart, remote control
+//! (ping), events (a receiver subscribed before it) and rpc:// results work again too.
 //!
 //! The killed worker is this test binary started again with `BRAID_AMQP_WORKER` set. Needs
 //! RabbitMQ on 127.0.0.1:5672 with `rabbitmqctl` usable by this user, and Redis on
@@ -12,8 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use braid_taskq::{App, Worker};
+use braid_taskq::{App, EventReceiver, Worker, WorkerBuilder};
 use redis::Commands;
+
+mod common;
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672//?queue_expires=600";
 const REDIS: &str = "redis://127.0.0.1:6379/4";
@@ -29,6 +32,20 @@ fn work(prefix: String, n: u64, ms: u64) -> Result<u64, redis::RedisError> {
     let _runs: i64 = conn.hincr(format!("{prefix}runs"), n, 1)?;
     std::thread::sleep(Duration::from_millis(ms));
     Ok(n)
+}
+
+/// An App on RabbitMQ with results in `backend`, sending to `queue` by default.
+fn amqp_app(backend: &str, queue: &str) -> App {
+    common::app_on(AMQP, backend, queue)
+}
+
+/// A worker on `queue` with 4 threads and 64 messages prefetched, as the tests' workers
+/// under load have.
+fn loaded_worker(app: &App, queue: &str) -> WorkerBuilder {
+    Worker::builder(app)
+        .queues([queue.to_string()])
+        .concurrency(4)
+        .prefetch(64)
 }
 
 fn backend(prefix: &str) -> String {
@@ -79,6 +96,42 @@ fn rabbitmqctl(command: &str) {
     assert!(status.success(), "rabbitmqctl {command} failed");
 }
 
+/// Checks remote control, events and rpc:// results: every worker in `workers` answers a
+/// ping, and a task sent on `rpc` (an App with rpc:// results, served by a worker with
+/// events on) returns its result and its task-succeeded reaches `receiver`. After a
+/// restart the receiver re-subscribes in the background: a task whose event came before
+/// that is followed by another. Returns how many tasks were sent.
+fn other_paths_work(app: &App, rpc: &App, receiver: &mut EventReceiver, workers: &[&str]) -> usize {
+    for name in workers {
+        common::wait_for_pong(app, name, Duration::from_secs(60));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = Vec::new();
+    for n in 0_i64.. {
+        assert!(
+            Instant::now() < deadline,
+            "no task-succeeded for {sent:?} reached the receiver"
+        );
+        let r = rpc.delay(common::add::task(), (n, 1)).unwrap();
+        assert_eq!(r.get(Duration::from_secs(60)).unwrap(), n + 1);
+        sent.push(r.id().to_string());
+        let window = Instant::now() + Duration::from_secs(2);
+        loop {
+            let left = window.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Some(event) = receiver.recv_timeout(left).unwrap()
+                && event.kind() == "task-succeeded"
+                && event.uuid().is_some_and(|id| sent.iter().any(|s| s == id))
+            {
+                return sent.len();
+            }
+        }
+    }
+    unreachable!("the deadline ends the loop")
+}
+
 /// Starts RabbitMQ's app again even when the test fails half way.
 struct Restart;
 
@@ -96,16 +149,26 @@ fn restart_rabbitmq_with_1000_tasks_in_flight() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let prefix = format!("braid-amqp-restart-{}-", uuid::Uuid::new_v4().simple());
     let queue = format!("{prefix}q");
-    let app = App::builder(AMQP, Some(&backend(&prefix)))
-        .default_queue(&queue)
-        .build()
-        .unwrap();
-    let worker = Worker::builder(&app)
-        .queues([queue.clone()])
-        .concurrency(4)
-        .prefetch(64)
+    let app = amqp_app(&backend(&prefix), &queue);
+    let worker = loaded_worker(&app, &queue)
+        .hostname(format!("braid-{queue}@test"))
         .start()
         .unwrap();
+    // The other paths, checked before and after the restart: a second worker with events
+    // on, on its own queue, under an App with rpc:// results; a receiver subscribed now.
+    let probe_queue = format!("{prefix}probe");
+    let rpc = amqp_app("rpc://", &probe_queue);
+    let probe = Worker::builder(&rpc)
+        .queues([probe_queue.clone()])
+        .concurrency(1)
+        .events(true)
+        .hostname(format!("braid-{probe_queue}@test"))
+        .start()
+        .unwrap();
+    let mut receiver = EventReceiver::new(&app).unwrap();
+    let names = [worker.hostname().to_string(), probe.hostname().to_string()];
+    let names = names.each_ref().map(String::as_str);
+    other_paths_work(&app, &rpc, &mut receiver, &names);
     let first = app
         .delay_many(work::task(), (0..TASKS).map(|n| (prefix.clone(), n, 20)))
         .unwrap();
@@ -130,9 +193,12 @@ fn restart_rabbitmq_with_1000_tasks_in_flight() {
     };
     drop(restart);
     let more = sender.join().unwrap().expect("publish after the restart");
+    let probes = other_paths_work(&app, &rpc, &mut receiver, &names);
+    eprintln!("restart: ping, rpc:// and events back; {probes} probe task(s) until an event came");
     for (n, r) in first.iter().chain(&more).enumerate() {
         assert_eq!(r.get(Duration::from_secs(120)).unwrap(), n as u64);
     }
+    probe.shutdown();
     worker.shutdown();
     report("restart", &prefix, TASKS + 100);
     clean(&prefix);
@@ -145,12 +211,7 @@ fn worker_process() {
         return;
     };
     let app = App::new(AMQP, Some(&backend(&prefix))).unwrap();
-    let _worker = Worker::builder(&app)
-        .queues([format!("{prefix}q")])
-        .concurrency(4)
-        .prefetch(64)
-        .start()
-        .unwrap();
+    let _worker = loaded_worker(&app, &format!("{prefix}q")).start().unwrap();
     loop {
         std::thread::park();
     }
@@ -205,10 +266,7 @@ fn kill_9_a_worker_holding_prefetched_messages() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let prefix = format!("braid-amqp-kill-{}-", uuid::Uuid::new_v4().simple());
     let queue = format!("{prefix}q");
-    let app = App::builder(AMQP, Some(&backend(&prefix)))
-        .default_queue(&queue)
-        .build()
-        .unwrap();
+    let app = amqp_app(&backend(&prefix), &queue);
     let results = app
         .delay_many(work::task(), (0..TASKS).map(|n| (prefix.clone(), n, 3)))
         .unwrap();
@@ -216,12 +274,7 @@ fn kill_9_a_worker_holding_prefetched_messages() {
     // Running, with up to 64 messages prefetched and unacknowledged.
     wait_for_runs(&prefix, 50);
     doomed.kill();
-    let survivor = Worker::builder(&app)
-        .queues([queue.clone()])
-        .concurrency(4)
-        .prefetch(64)
-        .start()
-        .unwrap();
+    let survivor = loaded_worker(&app, &queue).start().unwrap();
     for (n, r) in results.iter().enumerate() {
         assert_eq!(r.get(Duration::from_secs(120)).unwrap(), n as u64);
     }

@@ -9,20 +9,17 @@
 //! scripts/test installs and starts both.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use braid_taskq::{App, CallOptions, ClusterState, EventReceiver, State, Worker};
+use braid_taskq::{App, CallOptions, EventReceiver, State, Worker};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 const REDIS: &str = "redis://127.0.0.1:6379/7";
 mod common;
 
-use common::{collect_until, has, kinds, python};
+use common::{PythonWorker, cluster, collect_until, has, json_lines, python_in_scripts};
 
 #[braid_core::task(name = "events.noop")]
 fn noop() {}
@@ -57,12 +54,7 @@ fn worker_events_in_celerys_format_on_memory() {
     let events = collect_until(&mut receiver, |e| {
         has(e, "task-succeeded", &ok_id) && has(e, "task-failed", &bad_id)
     });
-    let find = |kind: &str, id: &str| {
-        events
-            .iter()
-            .find(|e| e.kind() == kind && e.uuid() == Some(id))
-            .unwrap_or_else(|| panic!("no {kind} for {id} in {:?}", kinds(&events)))
-    };
+    let find = |kind: &str, id: &str| common::find(&events, kind, id);
     let online = events.iter().find(|e| e.kind() == "worker-online").unwrap();
     for field in [
         "hostname",
@@ -101,10 +93,7 @@ fn worker_events_in_celerys_format_on_memory() {
     assert_eq!(failed.str("exception"), Some("TaskFailed('boom')"));
     assert!(failed.str("traceback").unwrap().contains("boom"));
 
-    let mut state = ClusterState::new();
-    for e in &events {
-        state.event(e);
-    }
+    let state = cluster(&events);
     assert_eq!(state.task(&ok_id).unwrap().state, State::Success);
     assert_eq!(state.task(&bad_id).unwrap().state, State::Failure);
     assert!(state.worker("ev@test").unwrap().alive());
@@ -255,15 +244,10 @@ fn remote_control_on_memory() {
 }
 
 fn python_command(prefix: &str) -> Command {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let mut command = Command::new(python());
+    let mut command = python_in_scripts();
     command
-        .current_dir(&scripts)
         .env("BRAID_TEST_REDIS", REDIS)
-        .env("BRAID_TEST_PREFIX", prefix)
-        .env("PYTHONPATH", &scripts)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null());
+        .env("BRAID_TEST_PREFIX", prefix);
     command
 }
 
@@ -287,15 +271,7 @@ fn redis_run(test: &str) -> (String, String) {
 }
 
 fn clean(prefix: &str) {
-    let client = redis::Client::open(REDIS).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap();
-    if !keys.is_empty() {
-        let _removed: i64 = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-    }
+    common::clean_redis(REDIS, prefix);
 }
 
 #[test]
@@ -309,19 +285,8 @@ fn python_receiver_reads_braid_worker_events() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the Python receiver");
-    let stdout = child.stdout.take().unwrap();
+    let rx = json_lines(child.stdout.take().unwrap());
     let _child = Reaped(child);
-    let (tx, rx) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Ok(v) = serde_json::from_str(&line)
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
     let first = rx
         .recv_timeout(Duration::from_secs(40))
         .expect("receiver ready");
@@ -377,33 +342,8 @@ fn braid_receiver_reads_a_python_worker_and_python_inspects_braid() {
     let mut receiver = EventReceiver::new(&app).unwrap();
     let py_queue = unique("pyq");
     let py_name = format!("py-{py_queue}@localhost");
-    let _python = Reaped(
-        python_command(&prefix)
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "celery_app",
-                "worker",
-                "-E",
-                "-Q",
-                &py_queue,
-                "--pool",
-                "threads",
-                "-c",
-                "2",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                &py_name,
-                "-l",
-                "warning",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the Python worker"),
-    );
+    let _python =
+        PythonWorker::start_with(python_command(&prefix), "celery_app", &py_queue, &["-E"]);
     let r = app
         .send_task(
             "py.add",
@@ -414,10 +354,7 @@ fn braid_receiver_reads_a_python_worker_and_python_inspects_braid() {
     assert_eq!(r.get(Duration::from_secs(60)).unwrap(), json!(42));
     let id = r.id().to_string();
     let events = collect_until(&mut receiver, |e| has(e, "task-succeeded", &id));
-    let mut state = ClusterState::new();
-    for e in &events {
-        state.event(e);
-    }
+    let mut state = cluster(&events);
     let task = state.task(&id).unwrap();
     assert_eq!(task.state, State::Success);
     assert_eq!(task.name.as_deref(), Some("py.add"));

@@ -7,7 +7,7 @@
 //! `target/venv/bin/python`); scripts/test installs and starts both. Database 11, a key
 //! prefix of its own per test.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use braid_taskq::{App, CallOptions, Error, State, Worker};
@@ -18,7 +18,7 @@ const REDIS: &str = "redis://127.0.0.1:6379/11";
 
 mod common;
 
-use common::{PythonWorker, output_within, python, scripts};
+use common::{PythonWorker, output_within, python_in_scripts};
 
 struct Run {
     prefix: String,
@@ -34,14 +34,10 @@ fn run_ids(test: &str) -> Run {
 }
 
 fn python_command(run: &Run) -> Command {
-    let mut command = Command::new(python());
+    let mut command = python_in_scripts();
     command
-        .current_dir(scripts())
         .env("BRAID_TEST_REDIS", REDIS)
-        .env("BRAID_TEST_PREFIX", &run.prefix)
-        .env("PYTHONPATH", scripts())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null());
+        .env("BRAID_TEST_PREFIX", &run.prefix);
     command
 }
 
@@ -160,13 +156,5 @@ fn braid_client_on_python_workers() {
 }
 
 fn clean(prefix: &str) {
-    let client = redis::Client::open(REDIS).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap();
-    if !keys.is_empty() {
-        let _removed: i64 = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-    }
+    common::clean_redis(REDIS, prefix);
 }

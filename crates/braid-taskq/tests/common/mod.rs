@@ -2,13 +2,14 @@
 //! venv's Python, and helpers that run Python clients and workers without leaking them.
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use braid_taskq::{App, CallOptions, Event, EventReceiver, Signature, chain, group};
-use serde_json::json;
+use braid_taskq::{App, CallOptions, ClusterState, Event, EventReceiver, Signature, chain, group};
+use serde_json::{Value, json};
 
 #[braid_core::task(name = "tasks.add")]
 pub fn add(x: i64, y: i64) -> i64 {
@@ -57,6 +58,15 @@ pub fn sleep(ms: u64) -> u64 {
     ms
 }
 
+/// An App on the broker at `broker` with results in `backend`, sending to `queue` by
+/// default.
+pub fn app_on(broker: &str, backend: &str, queue: &str) -> App {
+    App::builder(broker, Some(backend))
+        .default_queue(queue)
+        .build()
+        .unwrap()
+}
+
 /// Reads events until `done` says the collected ones are enough; panics after 30 s.
 pub fn collect_until(
     receiver: &mut EventReceiver,
@@ -86,6 +96,73 @@ pub fn has(events: &[Event], kind: &str, uuid: &str) -> bool {
         .any(|e| e.kind() == kind && e.uuid() == Some(uuid))
 }
 
+/// The event of type `kind` for the task `id`; panics when there is none.
+pub fn find<'a>(events: &'a [Event], kind: &str, id: &str) -> &'a Event {
+    events
+        .iter()
+        .find(|e| e.kind() == kind && e.uuid() == Some(id))
+        .unwrap_or_else(|| panic!("no {kind} for {id} in {:?}", kinds(events)))
+}
+
+/// The cluster state `events` build, in order.
+pub fn cluster(events: &[Event]) -> ClusterState {
+    let mut state = ClusterState::new();
+    for e in events {
+        state.event(e);
+    }
+    state
+}
+
+/// Pings the worker `name` until it answers pong; panics after `limit`. A broker that
+/// cannot be reached yet (RabbitMQ restarting) is asked again.
+pub fn wait_for_pong(app: &App, name: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let replies = app.control("ping", json!({}), Duration::from_millis(500), None);
+        if let Ok(replies) = &replies
+            && replies
+                .iter()
+                .any(|r| r.get(name) == Some(&json!({"ok": "pong"})))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pong from {name} within {limit:?}: {replies:?}"
+        );
+    }
+}
+
+/// The JSON lines `stdout` prints, as they come (a thread reads them; other lines are
+/// passed over).
+pub fn json_lines(stdout: impl Read + Send + 'static) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Deletes the keys under `prefix` in the Redis database at `url`.
+pub fn clean_redis(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap();
+    if !keys.is_empty() {
+        let _removed: i64 = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
+    }
+}
+
 pub fn python() -> PathBuf {
     let python = std::env::var_os("BRAID_PYTHON")
         .map(PathBuf::from)
@@ -112,6 +189,35 @@ pub fn python() -> PathBuf {
 
 pub fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// The venv's Python, run in the scripts' folder with them on `PYTHONPATH`, unbuffered,
+/// with no stdin; the test adds its `BRAID_TEST_*` settings.
+pub fn python_in_scripts() -> Command {
+    in_scripts(python())
+}
+
+/// Python's `celery` command (the venv's `celery` script, or `python -m celery` where
+/// there is none), run as [`python_in_scripts`] runs Python.
+pub fn celery_in_scripts() -> Command {
+    let script = python().with_file_name("celery");
+    if script.is_file() {
+        in_scripts(script)
+    } else {
+        let mut command = python_in_scripts();
+        command.args(["-m", "celery"]);
+        command
+    }
+}
+
+fn in_scripts(program: PathBuf) -> Command {
+    let mut command = Command::new(program);
+    command
+        .current_dir(scripts())
+        .env("PYTHONPATH", scripts())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null());
+    command
 }
 
 /// Runs a command to completion, killing it after `limit`.
