@@ -135,36 +135,33 @@ impl Browser {
         browser
     }
 
-    fn open(&self, url: &str) {
-        let (status, body) = http(
+    /// Sends a WebDriver command of this session (`path` below `/session/ID`); returns
+    /// the status and the answer.
+    fn command(&self, path: &str, body: Value) -> (u16, Value) {
+        http(
             self.addr,
             "POST",
-            &format!("/session/{}/url", self.session),
-            Some(&json!({"url": url})),
-        );
+            &format!("/session/{}{path}", self.session),
+            Some(&body),
+        )
+    }
+
+    fn open(&self, url: &str) {
+        let (status, body) = self.command("/url", json!({"url": url}));
         assert_eq!(status, 200, "{body}");
     }
 
     /// The page's DOM now, after its scripts ran.
     fn dom(&self) -> String {
-        let (status, body) = http(
-            self.addr,
-            "POST",
-            &format!("/session/{}/execute/sync", self.session),
-            Some(&json!({"script": "return document.documentElement.outerHTML", "args": []})),
-        );
-        assert_eq!(status, 200, "{body}");
-        body["value"].as_str().unwrap_or_default().to_string()
+        self.script("return document.documentElement.outerHTML")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `script` in the page (a function body) and returns what it returns.
     fn script(&self, script: &str) -> Value {
-        let (status, body) = http(
-            self.addr,
-            "POST",
-            &format!("/session/{}/execute/sync", self.session),
-            Some(&json!({"script": script, "args": []})),
-        );
+        let (status, body) = self.command("/execute/sync", json!({"script": script, "args": []}));
         assert_eq!(status, 200, "{script}: {body}");
         body["value"].clone()
     }
@@ -178,11 +175,9 @@ impl Browser {
 
     /// The WebDriver reference of the first element matching the CSS `selector`.
     fn element(&self, selector: &str) -> String {
-        let (status, body) = http(
-            self.addr,
-            "POST",
-            &format!("/session/{}/element", self.session),
-            Some(&json!({"using": "css selector", "value": selector})),
+        let (status, body) = self.command(
+            "/element",
+            json!({"using": "css selector", "value": selector}),
         );
         assert_eq!(status, 200, "no element {selector}: {body}");
         body["value"]["element-6066-11e4-a52e-4f735466cecf"]
@@ -197,12 +192,7 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let element = self.element(selector);
-            let (status, body) = http(
-                self.addr,
-                "POST",
-                &format!("/session/{}/element/{element}/click", self.session),
-                Some(&json!({})),
-            );
+            let (status, body) = self.command(&format!("/element/{element}/click"), json!({}));
             if status == 200 {
                 return;
             }
@@ -217,26 +207,21 @@ impl Browser {
     /// Replaces what the input `selector` holds by typing `text` into it.
     fn type_into(&self, selector: &str, text: &str) {
         let element = self.element(selector);
-        let (status, body) = http(
-            self.addr,
-            "POST",
-            &format!("/session/{}/element/{element}/clear", self.session),
-            Some(&json!({})),
-        );
+        let (status, body) = self.command(&format!("/element/{element}/clear"), json!({}));
         assert_eq!(status, 200, "clearing {selector}: {body}");
-        let (status, body) = http(
-            self.addr,
-            "POST",
-            &format!("/session/{}/element/{element}/value", self.session),
-            Some(&json!({"text": text})),
-        );
+        let (status, body) =
+            self.command(&format!("/element/{element}/value"), json!({"text": text}));
         assert_eq!(status, 200, "typing into {selector}: {body}");
     }
 
-    /// Waits until `ready` holds for the page; `what` names it in the failure message.
-    fn wait_until(&self, what: &str, ready: impl Fn(&Browser) -> bool) {
+    /// Asks `check` until it gives a value, and returns that; `what` names what is awaited
+    /// in the failure message.
+    fn poll<T>(&self, what: &str, check: impl Fn(&Browser) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready(self) {
+        loop {
+            if let Some(value) = check(self) {
+                return value;
+            }
             assert!(
                 Instant::now() < deadline,
                 "the page never showed {what}:\n{}",
@@ -244,6 +229,18 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits until `ready` holds for the page; `what` names it in the failure message.
+    fn wait_until(&self, what: &str, ready: impl Fn(&Browser) -> bool) {
+        self.poll(what, |b| ready(b).then_some(()));
+    }
+
+    /// Waits until the element `id` holds the text `text`.
+    fn wait_for_text(&self, id: &str, text: &str) {
+        self.wait_until(&format!("#{id} reading {text:?}"), |b| {
+            b.text_of(id).as_deref() == Some(text)
+        });
     }
 
     /// The ids of the rows in the task table, top to bottom.
@@ -262,18 +259,10 @@ impl Browser {
 
     /// Waits until the DOM satisfies `ready`; returns it.
     fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let dom = self.dom();
-            if ready(&dom) {
-                return dom;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the page never showed {what}:\n{dom}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.poll(what, |b| {
+            let dom = b.dom();
+            ready(&dom).then_some(dom)
+        })
     }
 }
 
@@ -381,6 +370,29 @@ fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
     &after[open..open + close]
 }
 
+/// Asks the dashboard at `addr` to `action` (`retry` or `revoke`) the task `id`, as its
+/// buttons do.
+fn task_action(addr: SocketAddr, id: &str, action: &str) -> (u16, Value) {
+    http(addr, "POST", &format!("/api/task/{id}/{action}"), None)
+}
+
+/// A dashboard on a free port over an app on `url`.
+fn start_dashboard(url: &str) -> (App, braid_dashboard::RunningDashboard) {
+    let app = App::new(url, Some(url)).unwrap();
+    let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    (app, running)
+}
+
+/// A worker of two threads named `hostname`, sending events from the start or not.
+fn start_worker(app: &App, hostname: &str, events: bool) -> Worker {
+    Worker::builder(app)
+        .concurrency(2)
+        .events(events)
+        .hostname(hostname)
+        .start()
+        .unwrap()
+}
+
 fn memory_url() -> String {
     format!("memory://dashboard-{}", uuid::Uuid::new_v4().simple())
 }
@@ -403,16 +415,10 @@ fn the_page_shows_workers_counts_and_a_task_detail_on_redis() {
 }
 
 fn counts_and_detail(url: &str) {
-    let app = App::new(url, Some(url)).unwrap();
-    let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (app, running) = start_dashboard(url);
     let addr = running.addr();
     let hostname = format!("dash-{}@test", uuid::Uuid::new_v4().simple());
-    let worker = Worker::builder(&app)
-        .concurrency(2)
-        .events(true)
-        .hostname(&hostname)
-        .start()
-        .unwrap();
+    let worker = start_worker(&app, &hostname, true);
     let mut ok = Vec::new();
     for i in 0..5 {
         ok.push(
@@ -427,15 +433,9 @@ fn counts_and_detail(url: &str) {
         r.get(WAIT).unwrap();
     }
     assert!(bad.get(WAIT).is_err());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = running.dashboard().snapshot();
-        if s["counts"]["SUCCESS"] == 5 && s["counts"]["FAILURE"] == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the dashboard saw {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_snapshot(&running, |s| {
+        s["counts"]["SUCCESS"] == 5 && s["counts"]["FAILURE"] == 1
+    });
 
     let browser = Browser::start();
     browser.open(&format!("http://{addr}/?task={}", bad.id()));
@@ -468,12 +468,7 @@ fn counts_and_detail(url: &str) {
     assert_eq!((status, failed.as_array().unwrap().len()), (200, 1));
 
     // The Retry button sends the task again; Revoke flags it.
-    let (status, retried) = http(
-        addr,
-        "POST",
-        &format!("/api/task/{}/retry", ok[3].id()),
-        None,
-    );
+    let (status, retried) = task_action(addr, ok[3].id(), "retry");
     assert_eq!(status, 200, "{retried}");
     let again = app.result(retried["id"].as_str().unwrap());
     assert_eq!(again.get(WAIT).unwrap(), json!(6));
@@ -484,12 +479,7 @@ fn counts_and_detail(url: &str) {
             CallOptions::new().countdown(Duration::from_secs(3)),
         )
         .unwrap();
-    let (status, revoked) = http(
-        addr,
-        "POST",
-        &format!("/api/task/{}/revoke", later.id()),
-        None,
-    );
+    let (status, revoked) = task_action(addr, later.id(), "revoke");
     assert_eq!(status, 200, "{revoked}");
     assert!(later.get(WAIT).is_err());
     assert_eq!(later.state().unwrap(), State::Revoked);
@@ -518,16 +508,12 @@ fn open_detail(browser: &Browser, id: &str) {
     browser.type_into("#search", id);
     browser.wait_until("the searched task alone", |b| b.task_rows() == [id]);
     browser.click(&format!("#tasks tr[data-task=\"{id}\"]"));
-    browser.wait_until("the task's detail", |b| {
-        b.text_of("detail-uuid").as_deref() == Some(id)
-    });
+    browser.wait_for_text("detail-uuid", id);
 }
 
 #[test]
 fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
-    let url = memory_url();
-    let app = App::new(&url, Some(&url)).unwrap();
-    let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (app, running) = start_dashboard(&memory_url());
     let browser = Browser::start();
     browser.open(&format!("http://{}/", running.addr()));
     browser.wait_until("the live connection", |b| {
@@ -539,12 +525,7 @@ fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
 
     // Started without events: the dashboard turns them on (as Flower does), and its
     // heartbeats bring the worker's load.
-    let worker = Worker::builder(&app)
-        .concurrency(2)
-        .events(false)
-        .hostname("live@test")
-        .start()
-        .unwrap();
+    let worker = start_worker(&app, "live@test", false);
     browser.wait_until("the worker online with its load", |b| {
         b.script(
             "const r = document.querySelector('#workers tr[data-worker=\"live@test\"]');\
@@ -562,9 +543,7 @@ fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
     for r in &ok {
         r.get(WAIT).unwrap();
     }
-    browser.wait_until("three successes, live", |b| {
-        b.text_of("count-SUCCESS").as_deref() == Some("3")
-    });
+    browser.wait_for_text("count-SUCCESS", "3");
     assert_eq!(browser.text_of("count-seen").as_deref(), Some("3"));
     assert_eq!(
         browser.script("return window.braidTestMark || null;"),
@@ -585,9 +564,7 @@ fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
     // Search by id: only that task; by name: all three.
     let wanted = ok[1].id().to_string();
     open_detail(&browser, &wanted);
-    browser.wait_until("the detail of a succeeded task", |b| {
-        b.text_of("detail-state").as_deref() == Some("SUCCESS")
-    });
+    browser.wait_for_text("detail-state", "SUCCESS");
     assert_eq!(browser.text_of("detail-name").as_deref(), Some("dash.add"));
     assert_eq!(browser.text_of("detail-args").as_deref(), Some("[1,10]"));
     assert_eq!(browser.text_of("detail-result").as_deref(), Some("11"));
@@ -610,20 +587,14 @@ fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
         .send_task("dash.hold", vec![], CallOptions::new())
         .unwrap();
     open_detail(&browser, held.id());
-    browser.wait_until("the held task running", |b| {
-        b.text_of("detail-state").as_deref() == Some("STARTED")
-    });
+    browser.wait_for_text("detail-state", "STARTED");
     browser.click("#revoke");
-    browser.wait_until("the task revoked", |b| {
-        b.text_of("detail-state").as_deref() == Some("REVOKED")
-    });
+    browser.wait_for_text("detail-state", "REVOKED");
     let outcome = browser.text_of("action-outcome").unwrap_or_default();
     assert!(outcome.contains("revoked"), "{outcome}");
     assert!(held.get(WAIT).is_err());
     assert_eq!(held.state().unwrap(), State::Revoked);
-    browser.wait_until("the revoked count", |b| {
-        b.text_of("count-REVOKED").as_deref() == Some("1")
-    });
+    browser.wait_for_text("count-REVOKED", "1");
 
     RELEASE_HELD.store(true, Ordering::Release);
     drop(browser);
@@ -631,17 +602,30 @@ fn a_page_opened_first_updates_live_searches_and_revokes_by_click() {
     running.shutdown();
 }
 
+/// Clicks Retry in the detail panel and waits until the page's outcome is `outcome`
+/// (`ok` or `error`).
+fn click_retry(browser: &Browser, outcome: &str) {
+    browser.click("#retry");
+    browser.wait_until(&format!("the retry's outcome {outcome:?}"), |b| {
+        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
+            == outcome
+    });
+}
+
+/// Clicks Retry in the detail panel, waits for success, and returns the new task's id.
+fn retry_by_click(browser: &Browser) -> String {
+    click_retry(browser, "ok");
+    browser
+        .script("return document.getElementById('action-outcome').dataset.newTask;")
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn retry_clicked_sends_failed_and_python_tasks_again_or_says_why_not() {
-    let url = memory_url();
-    let app = App::new(&url, Some(&url)).unwrap();
-    let running = braid_dashboard::spawn(&app, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let worker = Worker::builder(&app)
-        .concurrency(2)
-        .events(true)
-        .hostname("retry@test")
-        .start()
-        .unwrap();
+    let (app, running) = start_dashboard(&memory_url());
+    let worker = start_worker(&app, "retry@test", true);
     let failed = app
         .send_task("dash.fail", vec![json!("again")], CallOptions::new())
         .unwrap();
@@ -665,22 +649,11 @@ fn retry_clicked_sends_failed_and_python_tasks_again_or_says_why_not() {
 
     let browser = Browser::start();
     browser.open(&format!("http://{}/", running.addr()));
-    browser.wait_until("the failed task", |b| {
-        b.text_of("count-FAILURE").as_deref() == Some("1")
-    });
+    browser.wait_for_text("count-FAILURE", "1");
 
     // A failed braid task: Retry sends it again, under a new id that the page then shows.
     open_detail(&browser, failed.id());
-    browser.click("#retry");
-    browser.wait_until("the retry's answer", |b| {
-        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
-            == "ok"
-    });
-    let again = browser
-        .script("return document.getElementById('action-outcome').dataset.newTask;")
-        .as_str()
-        .unwrap()
-        .to_string();
+    let again = retry_by_click(&browser);
     assert_ne!(again, failed.id());
     let err = app.result(&again).get(WAIT).unwrap_err().to_string();
     assert!(err.contains("again"), "{err}");
@@ -688,43 +661,23 @@ fn retry_clicked_sends_failed_and_python_tasks_again_or_says_why_not() {
     browser.wait_until("the new task in the list", |b| {
         b.task_rows().contains(&again)
     });
-    browser.wait_until("two failures", |b| {
-        b.text_of("count-FAILURE").as_deref() == Some("2")
-    });
+    browser.wait_for_text("count-FAILURE", "2");
 
     // A Python client's task: its repr arguments are read and sent again.
     open_detail(&browser, &from_python);
     assert_eq!(browser.text_of("detail-args").as_deref(), Some("(20, 22)"));
-    browser.click("#retry");
-    browser.wait_until("the retry's answer", |b| {
-        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
-            == "ok"
-    });
-    let again = browser
-        .script("return document.getElementById('action-outcome').dataset.newTask;")
-        .as_str()
-        .unwrap()
-        .to_string();
+    let again = retry_by_click(&browser);
     assert_eq!(app.result(&again).get(WAIT).unwrap(), json!(42));
 
     // Arguments with no JSON form: the page says why, and it stays said.
     open_detail(&browser, &unreadable);
-    browser.click("#retry");
-    browser.wait_until("the retry's error", |b| {
-        b.script("return document.getElementById('action-outcome').dataset.outcome || null;")
-            == "error"
-    });
+    click_retry(&browser, "error");
     let said = browser.text_of("action-outcome").unwrap_or_default();
     assert!(
         said.starts_with("error: ") && said.contains("infinity"),
         "{said}"
     );
-    let (status, body) = http(
-        running.addr(),
-        "POST",
-        &format!("/api/task/{unreadable}/retry"),
-        None,
-    );
+    let (status, body) = task_action(running.addr(), &unreadable, "retry");
     assert_eq!(status, 422, "{body}");
 
     drop(browser);
