@@ -4,7 +4,7 @@
 use proc_macro::TokenStream;
 use proc_macro_crate::{FoundCrate, crate_name};
 use proc_macro2::TokenStream as TokenStream2;
-use quote::{format_ident, quote};
+use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type};
 
@@ -68,8 +68,8 @@ fn parse_method(item: &mut TraitItemFn) -> syn::Result<Method> {
     for attr in item.attrs.drain(..) {
         if attr.path().is_ident("oneway") {
             if !matches!(attr.meta, syn::Meta::Path(_)) {
-                return Err(syn::Error::new(
-                    attr.span(),
+                return Err(syn::Error::new_spanned(
+                    &attr,
                     "`#[oneway]` takes no arguments",
                 ));
             }
@@ -80,15 +80,21 @@ fn parse_method(item: &mut TraitItemFn) -> syn::Result<Method> {
     }
     item.attrs = kept;
     let sig = &item.sig;
-    if sig.asyncness.is_some() {
+    if let Some(asyncness) = sig.asyncness {
         return Err(syn::Error::new(
-            sig.span(),
+            asyncness.span,
             "remote methods are plain functions (the daemon runs them on its threads); remove `async`",
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new(
-            sig.generics.span(),
+        // `Generics` prints its parameters only: point at the `where` clause when alone.
+        let generics = if sig.generics.params.is_empty() {
+            sig.generics.where_clause.to_token_stream()
+        } else {
+            sig.generics.to_token_stream()
+        };
+        return Err(syn::Error::new_spanned(
+            generics,
             "remote methods cannot be generic: their argument types must be known to decode them",
         ));
     }
@@ -96,10 +102,11 @@ fn parse_method(item: &mut TraitItemFn) -> syn::Result<Method> {
     match inputs.next() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
         other => {
-            return Err(syn::Error::new(
-                other.map_or(sig.span(), Spanned::span),
-                "a remote method takes `&self` (objects are shared between calls; use a Mutex or atomics for state)",
-            ));
+            let message = "a remote method takes `&self` (objects are shared between calls; use a Mutex or atomics for state)";
+            return Err(match other {
+                Some(arg) => syn::Error::new_spanned(arg, message),
+                None => syn::Error::new(sig.paren_token.span.join(), message),
+            });
         }
     }
     let mut arg_names = Vec::new();
@@ -109,8 +116,8 @@ fn parse_method(item: &mut TraitItemFn) -> syn::Result<Method> {
             return Err(syn::Error::new(input.span(), "unexpected receiver"));
         };
         if let Type::Reference(r) = &*pat.ty {
-            return Err(syn::Error::new(
-                r.span(),
+            return Err(syn::Error::new_spanned(
+                r,
                 "remote method arguments must be owned values (they are decoded from a message)",
             ));
         }
@@ -126,9 +133,9 @@ fn parse_method(item: &mut TraitItemFn) -> syn::Result<Method> {
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
     if oneway && !matches!(&output, Type::Tuple(t) if t.elems.is_empty()) {
-        return Err(syn::Error::new(
-            sig.output.span(),
-            "a `#[oneway]` method returns nothing: its caller does not wait for an answer",
+        return Err(syn::Error::new_spanned(
+            &sig.output,
+            "a `#[oneway]` method cannot return a value: its caller does not wait for an answer",
         ));
     }
     let docs = item
@@ -149,16 +156,16 @@ fn parse_method(item: &mut TraitItemFn) -> syn::Result<Method> {
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     if !attr.is_empty() {
-        return Err(syn::Error::new(
-            attr.span(),
+        return Err(syn::Error::new_spanned(
+            attr,
             "`#[service]` takes no options",
         ));
     }
     let mut tr: ItemTrait = syn::parse2(item)?;
     if !tr.generics.params.is_empty() {
-        return Err(syn::Error::new(
-            tr.generics.span(),
-            "a service trait cannot be generic",
+        return Err(syn::Error::new_spanned(
+            &tr.generics,
+            "a service trait cannot be generic: a proxy must know the types it decodes",
         ));
     }
     let k = rpc_path();
