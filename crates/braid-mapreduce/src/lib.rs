@@ -39,8 +39,8 @@
 //! [`ThreadPool`]: https://docs.rs/braid-sync
 //! [`ProcessPool`]: https://docs.rs/braid-proc
 //! [`App`]: https://docs.rs/braid-taskq
-// Two hints in `strtable` (a cache prefetch and madvise for huge pages) need `unsafe`;
-// nothing else may.
+// Only two hints in `strtable` (a cache prefetch and madvise for huge pages) get past this
+// lint, each with its SAFETY comment; nothing else may.
 #![deny(unsafe_code)]
 
 mod error;

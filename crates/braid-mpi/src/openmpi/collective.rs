@@ -73,6 +73,16 @@ fn blocks(
     Ok((counts, displs))
 }
 
+/// The counts or displacements a v-collective passes: null where this rank has none (MPI
+/// reads them at the root only).
+fn ptr_or_null(values: &[c_int]) -> *const c_int {
+    if values.is_empty() {
+        ptr::null()
+    } else {
+        values.as_ptr()
+    }
+}
+
 /// The reduction an [`Op`] is on MPI: one of MPI's predefined operations where MPI defines
 /// it for the type, else a user operation that calls the `Op`.
 fn builtin_op<T: Element>(op: &Op<T>) -> Option<ffi::MPI_Op> {
@@ -622,16 +632,8 @@ impl MpiComm {
             unsafe {
                 ffi::MPI_Scatterv(
                     send_ptr.cast(),
-                    if counts.is_empty() {
-                        ptr::null()
-                    } else {
-                        counts.as_ptr()
-                    },
-                    if displs.is_empty() {
-                        ptr::null()
-                    } else {
-                        displs.as_ptr()
-                    },
+                    ptr_or_null(&counts),
+                    ptr_or_null(&displs),
                     dt,
                     recv.as_mut_ptr().cast(),
                     count,
@@ -721,16 +723,8 @@ impl MpiComm {
                     count,
                     dt,
                     recv_ptr.cast(),
-                    if counts.is_empty() {
-                        ptr::null()
-                    } else {
-                        counts.as_ptr()
-                    },
-                    if displs.is_empty() {
-                        ptr::null()
-                    } else {
-                        displs.as_ptr()
-                    },
+                    ptr_or_null(&counts),
+                    ptr_or_null(&displs),
                     dt,
                     root_c,
                     self.raw,
