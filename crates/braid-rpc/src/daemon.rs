@@ -12,7 +12,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::context::{CallInfo, Scope, Settings};
 use crate::error::{DispatchError, Error, Fault};
 use crate::frame::{
-    DEFAULT_MAX_MESSAGE_SIZE, FrameError, FrameReader, Request, Response, decode_body, encode_frame,
+    DEFAULT_MAX_MESSAGE_SIZE, FrameError, FrameReader, Peeked, Request, Response, decode_body,
+    encode_frame, peek,
 };
 use crate::pool::Pool;
 use crate::proxy::Proxy;
@@ -903,17 +904,16 @@ enum Waited {
 /// Blocks until the socket has something to read, looking at the idle timeout each time
 /// the socket's read timeout passes.
 fn wait_for_request(socket: &TcpStream, since: Instant, idle_timeout: Option<Duration>) -> Waited {
-    let mut byte = [0u8; 1];
     loop {
-        match rustix::net::recv(socket, &mut byte[..], rustix::net::RecvFlags::PEEK) {
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+        match peek(socket, true) {
+            Peeked::Nothing => {
                 if let Some(idle) = idle_timeout
                     && since.elapsed() >= idle
                 {
                     return Waited::Idle(idle);
                 }
             }
-            _ => return Waited::Ready,
+            Peeked::Bytes | Peeked::Closed | Peeked::Failed => return Waited::Ready,
         }
     }
 }

@@ -118,6 +118,35 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String>
     }
 }
 
+/// What a one-byte peek at a socket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peeked {
+    /// Nothing to read yet (or the peek was interrupted).
+    Nothing,
+    /// Bytes are there to read.
+    Bytes,
+    /// The peer closed its side.
+    Closed,
+    /// The socket reports an error, which a read would return.
+    Failed,
+}
+
+/// Looks at the next byte of `socket` without taking it; with `block`, waits (up to the
+/// socket's read timeout) until there is something to report.
+pub(crate) fn peek(socket: impl std::os::fd::AsFd, block: bool) -> Peeked {
+    let mut flags = rustix::net::RecvFlags::PEEK;
+    if !block {
+        flags |= rustix::net::RecvFlags::DONTWAIT;
+    }
+    let mut byte = [0u8; 1];
+    match rustix::net::recv(socket, &mut byte[..], flags) {
+        Ok((_, 0)) => Peeked::Closed,
+        Ok(_) => Peeked::Bytes,
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Peeked::Nothing,
+        Err(_) => Peeked::Failed,
+    }
+}
+
 /// How long a reader polls its socket before it blocks in `read`.
 ///
 /// A blocking read that finds nothing puts the thread to sleep, and waking it when the
@@ -151,17 +180,12 @@ impl ReadSpin {
             self.skip -= 1;
             return false;
         }
-        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        let mut byte = [0u8; 1];
         let start = Instant::now();
         loop {
-            match rustix::net::recv(socket, &mut byte[..], flags) {
-                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-                // Bytes, the end of the stream or an error: the read will say which.
-                _ => {
-                    self.misses = 0;
-                    return true;
-                }
+            // Bytes, the end of the stream or an error: the read will say which.
+            if !matches!(peek(socket, false), Peeked::Nothing) {
+                self.misses = 0;
+                return true;
             }
             if start.elapsed() >= SPIN_BUDGET {
                 self.misses = (self.misses + 1).min(MAX_BACKOFF_SHIFT);

@@ -2,7 +2,6 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -15,7 +14,9 @@ use serde::de::DeserializeOwned;
 
 use crate::context::{Scope, Settings, current_call, inherited_settings};
 use crate::error::{Error, Fault};
-use crate::frame::{FrameError, FrameReader, Request, Response, decode_body, encode_frame};
+use crate::frame::{
+    FrameError, FrameReader, Peeked, Request, Response, decode_body, encode_frame, peek,
+};
 use crate::nameserver;
 use crate::pool::Pool;
 use crate::security::{self, ClientTls, Stream};
@@ -93,19 +94,15 @@ impl Conn {
         if self.reader.has_buffered() {
             return true;
         }
-        let mut byte = [0u8; 1];
-        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        match rustix::net::recv(self.stream.tcp().as_fd(), &mut byte[..], flags) {
-            Ok((_, 0)) => true,
-            Ok(_) => match &mut self.stream {
+        match peek(self.stream.tcp(), false) {
+            Peeked::Nothing => false,
+            Peeked::Closed | Peeked::Failed => true,
+            Peeked::Bytes => match &mut self.stream {
                 // TLS has records of its own (session tickets, a close_notify): let rustls
                 // read them and say whether the daemon closed the session.
                 Stream::ClientTls(tls) => tls_peer_closed(tls),
                 _ => true,
             },
-            Err(rustix::io::Errno::AGAIN) => false,
-            Err(rustix::io::Errno::INTR) => false,
-            Err(_) => true,
         }
     }
 }
