@@ -11,7 +11,15 @@ use serde::de::DeserializeOwned;
 
 use crate::comm::{Source, TagMatch, decode, encode};
 use crate::engine::{DirectSink, Kind};
-use crate::{Comm, Element, Error, Op, Result};
+use crate::handoff::{self, CopyFailure, Handoff, SINGLE_COPY_MIN, Window};
+use crate::{Comm, Element, ElementKind, Error, Op, Result};
+
+/// The error for a hand-off step that came when another was due.
+fn handoff_out_of_step(rank: usize, step: &Handoff) -> Error {
+    Error::invalid(format!(
+        "single-copy hand-off with rank {rank} out of step: {step:?} came unexpectedly (do all ranks make the same collective calls?)"
+    ))
+}
 
 const TAG: i32 = 0;
 
@@ -210,11 +218,13 @@ impl Comm {
     fn coll_recv_buf<T: Element>(&self, buf: &mut [T], source: usize, what: &str) -> Result<()> {
         let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
         let status = self.recv_buf_pattern(buf, pattern)?;
-        if status.count() != buf.len() {
+        self.check_count(status.count(), buf.len(), source, what)
+    }
+
+    fn check_count(&self, count: usize, want: usize, source: usize, what: &str) -> Result<()> {
+        if count != want {
             return Err(Error::invalid(format!(
-                "{what}: rank {source} sent {} elements where {} were expected",
-                status.count(),
-                buf.len()
+                "{what}: rank {source} sent {count} elements where {want} were expected"
             )));
         }
         Ok(())
@@ -290,17 +300,232 @@ impl Comm {
 
     /// Broadcasts `buf` from `root` into every rank's `buf` of the same length
     /// (`comm.Bcast(buf, root)`).
+    ///
+    /// Buffers of 1 MiB or more go from each rank to the next in the tree by single-copy
+    /// hand-off where the system allows it: both ranks copy one part straight between
+    /// their memories, instead of twice through shared memory ([`crate::SINGLE_COPY_ENV`]
+    /// turns it off).
     pub fn bcast_buf<T: Element>(&self, buf: &mut [T], root: usize) -> Result<()> {
         on_mpi!(self, m => m.bcast_buf(buf, root));
         self.check_root(root)?;
         let (parent, children) = self.tree(root);
         if let Some(parent) = parent {
-            self.coll_recv_buf(buf, parent, "bcast")?;
+            let pattern = self.pattern(Source::Rank(parent), TagMatch::Tag(TAG), true)?;
+            let got = self
+                .engine()
+                .recv_direct(
+                    pattern,
+                    T::KIND.code(),
+                    DirectSink::Buf(bytemuck::cast_slice_mut(buf)),
+                )
+                .map_err(|e| self.error_in_comm(e))?;
+            match got {
+                Err(msg) if msg.hdr.kind == Kind::Handoff => {
+                    self.handoff_recv(buf, parent, &msg.data)?;
+                }
+                got => {
+                    let status = self.finish_buffer(got, buf, buf.len())?;
+                    self.check_count(status.count(), buf.len(), parent, "bcast")?;
+                }
+            }
         }
+        let handoff = std::mem::size_of_val(buf) >= SINGLE_COPY_MIN && self.engine().single_copy;
+        // A child that refuses (its buffer does not match) does not keep the others from
+        // theirs: the first error is returned after every child was served.
+        let mut first_error = None;
         for child in children {
-            self.coll_send_buf(buf, child)?;
+            let sent = if handoff {
+                self.handoff_send(buf, child)
+            } else {
+                self.coll_send_buf(buf, child)
+            };
+            if let Err(e) = sent {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends `buf` to `dest`, which receives it with [`Comm::handoff_recv`], by single-copy
+    /// hand-off (the module docs of `handoff.rs` give the steps).
+    fn handoff_send<T: Element>(&self, buf: &[T], dest: usize) -> Result<()> {
+        let me = self.to_world(self.rank())?;
+        let peer = self.to_world(dest)?;
+        let seg = self.engine().segment().clone();
+        let bytes: &[u8] = bytemuck::cast_slice(buf);
+        let id = handoff::next_window();
+        let window = Window::open(seg.window(me, peer), id);
+        let result = (|| {
+            self.send_handoff(
+                &Handoff::Offer {
+                    window: id,
+                    pid: std::process::id(),
+                    addr: bytes.as_ptr().expose_provenance() as u64,
+                    bytes: bytes.len() as u64,
+                    elem: T::KIND.code(),
+                },
+                dest,
+            )?;
+            let (their_window, pid, addr, push, read) = match self.recv_handoff(dest)? {
+                Handoff::Accept {
+                    window,
+                    pid,
+                    addr,
+                    push,
+                    read,
+                } => (window, pid, addr, push, read),
+                Handoff::Refuse { reason } => return Err(Error::invalid(reason)),
+                other => return Err(handoff_out_of_step(dest, &other)),
+            };
+            let h = handoff::split(bytes.len(), size_of::<T>(), push, read);
+            let mine_ok = h == bytes.len()
+                || (push
+                    && self.copy_part(|| {
+                        handoff::write_to(
+                            seg.window(peer, me),
+                            their_window,
+                            pid,
+                            addr + h as u64,
+                            &bytes[h..],
+                        )
+                    }));
+            self.send_handoff(&Handoff::Done { ok: mine_ok }, dest)?;
+            if !mine_ok {
+                self.coll_send_buf(&buf[h / size_of::<T>()..], dest)?;
+            }
+            match self.recv_handoff(dest)? {
+                Handoff::Done { ok: true } => {}
+                Handoff::Done { ok: false } => {
+                    self.coll_send_buf(&buf[..h / size_of::<T>()], dest)?;
+                }
+                other => return Err(handoff_out_of_step(dest, &other)),
+            }
+            Ok(())
+        })();
+        window.close(seg.other_process(peer));
+        result
+    }
+
+    /// Receives into `buf` the hand-off `offer` from `source` began (see
+    /// [`Comm::handoff_send`]).
+    fn handoff_recv<T: Element>(&self, buf: &mut [T], source: usize, offer: &[u8]) -> Result<()> {
+        let (their_window, pid, addr, bytes, elem) = match decode(source, TAG, offer)? {
+            Handoff::Offer {
+                window,
+                pid,
+                addr,
+                bytes,
+                elem,
+            } => (window, pid, addr, bytes, elem),
+            other => return Err(handoff_out_of_step(source, &other)),
+        };
+        let len = std::mem::size_of_val(buf);
+        if bytes != len as u64 || elem != T::KIND.code() {
+            let sent = ElementKind::from_code(elem);
+            let reason = format!(
+                "bcast: rank {source} sent {bytes} bytes of {} where rank {} expected {len} bytes of {:?}",
+                sent.map_or_else(|| format!("element code {elem}"), |k| format!("{k:?}")),
+                self.rank(),
+                T::KIND
+            );
+            self.send_handoff(
+                &Handoff::Refuse {
+                    reason: reason.clone(),
+                },
+                source,
+            )?;
+            return Err(match sent {
+                Some(found) if found != T::KIND => Error::TypeMismatch {
+                    expected: T::KIND,
+                    found,
+                    source_rank: source,
+                    tag: TAG,
+                },
+                _ => Error::invalid(reason),
+            });
+        }
+        let me = self.to_world(self.rank())?;
+        let peer = self.to_world(source)?;
+        let seg = self.engine().segment().clone();
+        let enabled = self.engine().single_copy;
+        let id = handoff::next_window();
+        let window = enabled.then(|| Window::open(seg.window(me, peer), id));
+        let dst = bytemuck::cast_slice_mut::<T, u8>(buf);
+        let dst_addr = dst.as_mut_ptr().expose_provenance() as u64;
+        let result = (|| {
+            self.send_handoff(
+                &Handoff::Accept {
+                    window: id,
+                    pid: std::process::id(),
+                    addr: dst_addr,
+                    push: enabled,
+                    read: enabled,
+                },
+                source,
+            )?;
+            let h = handoff::split(len, size_of::<T>(), enabled, enabled);
+            let mine_ok = h == 0
+                || self.copy_part(|| {
+                    handoff::read_from(seg.window(peer, me), their_window, pid, addr, &mut dst[..h])
+                });
+            self.send_handoff(&Handoff::Done { ok: mine_ok }, source)?;
+            let theirs_ok = match self.recv_handoff(source)? {
+                Handoff::Done { ok } => ok,
+                other => return Err(handoff_out_of_step(source, &other)),
+            };
+            let buf: &mut [T] = bytemuck::cast_slice_mut(dst);
+            let at = h / size_of::<T>();
+            if !theirs_ok {
+                self.coll_recv_buf(&mut buf[at..], source, "bcast")?;
+            }
+            if !mine_ok {
+                self.coll_recv_buf(&mut buf[..at], source, "bcast")?;
+            }
+            Ok(())
+        })();
+        if let Some(window) = window {
+            window.close(seg.other_process(peer));
+        }
+        result
+    }
+
+    /// Runs one direct copy of a hand-off; on failure logs it, stops this rank's hand-offs
+    /// when the system will refuse again, and returns false (the part then goes through
+    /// the ring).
+    fn copy_part(&self, copy: impl FnOnce() -> std::result::Result<(), CopyFailure>) -> bool {
+        match copy() {
+            Ok(()) => true,
+            Err(failure) => {
+                if failure.lasting() {
+                    tracing::info!(
+                        error = %failure,
+                        "single-copy hand-off refused by the system: large buffers go through shared memory from now on"
+                    );
+                    self.engine().single_copy = false;
+                } else {
+                    tracing::debug!(error = %failure, "single-copy part sent through shared memory");
+                }
+                false
+            }
+        }
+    }
+
+    fn send_handoff(&self, step: &Handoff, dest: usize) -> Result<()> {
+        self.send_raw(Kind::Handoff, 0, &encode(step)?, dest, TAG, true)
+    }
+
+    fn recv_handoff(&self, source: usize) -> Result<Handoff> {
+        let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
+        let msg = self.recv_raw(pattern)?;
+        if msg.hdr.kind != Kind::Handoff {
+            return Err(Error::KindMismatch {
+                expected: Kind::Handoff.name(),
+                found: msg.hdr.kind.name(),
+                source_rank: source,
+                tag: TAG,
+            });
+        }
+        decode(source, TAG, &msg.data)
     }
 
     /// Scatters one value to each rank from `root` (`comm.scatter(values, root)`): the

@@ -338,7 +338,7 @@ impl Comm {
             tag: hdr.tag,
             bytes: hdr.len as usize,
             element: match hdr.kind {
-                Kind::Object => None,
+                Kind::Object | Kind::Handoff => None,
                 Kind::Buffer => ElementKind::from_code(hdr.elem),
             },
             object: hdr.kind == Kind::Object,

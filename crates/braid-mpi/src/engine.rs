@@ -51,6 +51,8 @@ pub(crate) enum Kind {
     Object = 1,
     /// A typed buffer of plain numbers.
     Buffer = 2,
+    /// A step of a single-copy hand-off (`handoff.rs`), postcard-encoded.
+    Handoff = 3,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
         match self {
             Kind::Object => "object",
             Kind::Buffer => "buffer",
+            Kind::Handoff => "single-copy hand-off",
         }
     }
 }
@@ -90,6 +93,7 @@ impl Header {
         let kind = match bytes[0] {
             1 => Kind::Object,
             2 => Kind::Buffer,
+            3 => Kind::Handoff,
             _ => return None,
         };
         let word = |r: std::ops::Range<usize>| -> [u8; 4] { bytes[r].try_into().unwrap_or([0; 4]) };
@@ -282,6 +286,9 @@ pub(crate) struct Engine {
     pub scratch: Vec<u64>,
     /// The buffer `send_encoded` encodes into, kept between calls.
     encoded: Vec<u8>,
+    /// Whether this rank copies large broadcast buffers straight between processes
+    /// (`handoff.rs`); off by [`crate::SINGLE_COPY_ENV`] or after the system refused.
+    pub single_copy: bool,
 }
 
 /// `send_encoded` keeps its buffer for the next call up to this capacity.
@@ -304,6 +311,14 @@ impl Engine {
         let seen_heads = (0..size)
             .map(|dst| seg.head(rank, dst).load(Ordering::Acquire))
             .collect();
+        if let Some(pid) = launcher.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            // Under Yama's ptrace_scope 1 a process may read or write only its descendants'
+            // memory; the ranks are the launcher's children, so naming the launcher lets
+            // them hand buffers to each other. Without Yama this fails, harmlessly.
+            if let Err(e) = rustix::process::set_ptracer(rustix::process::PTracer::ProcessID(pid)) {
+                tracing::debug!(error = %e, "set_ptracer for single-copy hand-offs");
+            }
+        }
         seg.set_state(rank, RankState::Running);
         Engine {
             seg,
@@ -328,6 +343,7 @@ impl Engine {
             waits_since_probe: 0,
             scratch: Vec::new(),
             encoded: Vec::new(),
+            single_copy: crate::handoff::enabled_by_env(),
         }
     }
 

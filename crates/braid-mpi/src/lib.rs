@@ -128,6 +128,7 @@ mod comm;
 mod element;
 mod engine;
 mod error;
+mod handoff;
 mod launch;
 mod op;
 #[cfg(feature = "mpi")]
@@ -143,6 +144,7 @@ pub use comm::{
 pub use element::{Element, ElementKind, Loc, buffer};
 pub use engine::SPIN_ENV;
 pub use error::{Error, Result};
+pub use handoff::SINGLE_COPY_ENV;
 pub use launch::{JobOutcome, Launch, launch};
 pub use op::{Builtin, Op, Reduce};
 pub use topology::{CartComm, dims_create};

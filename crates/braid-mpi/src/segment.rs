@@ -292,6 +292,16 @@ impl Segment {
         self.u32(self.rank_block(rank) + 12)
     }
 
+    /// `rank`'s pid when it runs in another process than this one (the launcher records
+    /// it; thread-mode ranks share this process).
+    pub(crate) fn other_process(&self, rank: usize) -> Option<u32> {
+        match self.pid(rank).load(Ordering::Acquire) {
+            0 => None,
+            pid if pid == std::process::id() => None,
+            pid => Some(pid),
+        }
+    }
+
     /// Wakes `rank` if it sleeps (or is about to).
     pub(crate) fn ring_doorbell(&self, rank: usize) {
         if self.sleepers(rank).load(Ordering::SeqCst) > 0 {
@@ -348,6 +358,12 @@ impl Segment {
     /// Set by `src` when it waits for room in the ring `src -> dst`.
     pub(crate) fn want_space(&self, src: usize, dst: usize) -> &AtomicU32 {
         self.u32(self.ring_ctrl(src, dst) + 128)
+    }
+
+    /// The single-copy window `owner` opens on its own buffer for `peer` (see
+    /// `handoff.rs`); only the two of them touch it.
+    pub(crate) fn window(&self, owner: usize, peer: usize) -> &AtomicU64 {
+        self.u64(self.ring_ctrl(owner, peer) + 136)
     }
 
     fn ring_data(&self, src: usize, dst: usize) -> usize {

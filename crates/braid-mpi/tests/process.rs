@@ -36,9 +36,9 @@ fn rank_main(args: &[String]) -> ExitCode {
                 }
             }
         }
-        Some(mode @ ("--panic" | "--kill")) => {
+        Some(mode @ ("--panic" | "--kill" | "--kill-in-bcast")) => {
             if r == 1 {
-                if mode == "--kill" {
+                if mode != "--panic" {
                     let me = rustix::process::getpid();
                     if let Err(e) = rustix::process::kill_process(me, rustix::process::Signal::KILL)
                     {
@@ -47,7 +47,14 @@ fn rank_main(args: &[String]) -> ExitCode {
                 }
                 panic!("rank 1 gives up");
             }
-            let error = if r == 0 {
+            let error = if mode == "--kill-in-bcast" {
+                // Large enough for a single-copy hand-off: rank 1's parent waits for an
+                // answer that never comes.
+                let mut buf = vec![r as f64; 1 << 20];
+                comm.bcast_buf(&mut buf, 0)
+                    .and_then(|()| comm.barrier())
+                    .unwrap_err()
+            } else if r == 0 {
                 comm.recv::<u64>(1, 0).unwrap_err()
             } else {
                 comm.barrier().unwrap_err()
@@ -130,7 +137,7 @@ fn main() -> ExitCode {
         }
     }
 
-    for mode in ["--panic", "--kill"] {
+    for mode in ["--panic", "--kill", "--kill-in-bcast"] {
         for n in 2..=4 {
             let label = format!("a rank that fails ({mode}) aborts the others on {n} ranks");
             if !wanted(&label) {

@@ -34,6 +34,7 @@ suite!(
     any_source_any_tag,
     buffers,
     large_buffers,
+    large_bcast,
     wrong_type_is_an_error,
     nonblocking,
     sendrecv,
@@ -52,7 +53,7 @@ suite!(
 
 #[test]
 fn every_case_is_in_the_suite() {
-    assert_eq!(common::cases().len(), 18);
+    assert_eq!(common::cases().len(), 19);
 }
 
 #[test]
@@ -74,6 +75,29 @@ fn a_rank_that_panics_aborts_the_others() {
             Err(Error::RankFailed { rank: 1, message }) => assert!(message.contains("gives up")),
             other => panic!("expected rank 1 to fail, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_rank_that_panics_before_a_large_bcast_aborts_the_others() {
+    for n in 2..=4 {
+        let outcome = run_threads(n, |comm| {
+            if comm.rank() == 1 {
+                panic!("rank 1 gives up");
+            }
+            // Large enough for a single-copy hand-off: rank 1's parent waits for an answer
+            // that never comes, the others in the tree or at the barrier.
+            let mut buf = vec![comm.rank() as f64; 1 << 20];
+            let error = comm
+                .bcast_buf(&mut buf, 0)
+                .and_then(|()| comm.barrier())
+                .unwrap_err();
+            assert!(matches!(error, Error::Aborted { rank: 1 }), "{error:?}");
+        });
+        assert!(
+            matches!(outcome, Err(Error::RankFailed { rank: 1, .. })),
+            "{outcome:?}"
+        );
     }
 }
 

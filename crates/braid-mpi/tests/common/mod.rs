@@ -33,6 +33,7 @@ pub fn cases() -> Vec<Case> {
         ("buffer_reductions", buffer_reductions),
         ("large_ordered_reductions", large_ordered_reductions),
         ("large_point_to_point", large_point_to_point),
+        ("large_bcast", large_bcast),
         ("communicators", communicators),
         ("cartesian", cartesian),
         ("environment", environment),
@@ -684,6 +685,66 @@ fn large_ordered_reductions(comm: &Comm) -> Result<(), Error> {
 /// Point-to-point buffers of an odd length larger than a ring's chunk: into a receive
 /// buffer, into a posted `irecv_buf`, after a receive of the wrong type refused one, and
 /// sent by two ranks to each other at once.
+/// Broadcasts of buffers large enough for the native backend's single-copy hand-off: from
+/// every root, of an odd byte length, and a leaf with a buffer of the wrong type.
+fn large_bcast(comm: &Comm) -> Result<(), Error> {
+    let (r, n) = (comm.rank(), comm.size());
+    let len = 1 << 20;
+    let data =
+        |root: usize| -> Vec<f64> { (0..len).map(|i| i as f64 * 0.5 + root as f64).collect() };
+    for root in 0..n {
+        let mut buf = if r == root {
+            data(root)
+        } else {
+            vec![0.0; len]
+        };
+        comm.bcast_buf(&mut buf, root)?;
+        assert!(buf == data(root), "bcast of 8 MiB from {root}");
+    }
+    let odd = (1 << 20) + 7;
+    let bytes =
+        |seed: usize| -> Vec<u8> { (0..odd).map(|i| ((i * 13 + seed) % 256) as u8).collect() };
+    let mut buf = if r == 1 { bytes(1) } else { vec![0u8; odd] };
+    comm.bcast_buf(&mut buf, 1)?;
+    assert!(buf == bytes(1), "bcast of an odd length");
+    if comm.backend() == BackendKind::Native {
+        // The last rank is a leaf of the tree from rank 0. Its buffer has the right length
+        // in bytes but the wrong type: it is refused there, and its parent (the rank that
+        // offered it) fails too, after serving its other children.
+        let leaf = n - 1;
+        let parent = leaf & (leaf - 1);
+        let result = if r == leaf {
+            let mut wrong = vec![0u32; 2 * len];
+            comm.bcast_buf(&mut wrong, 0)
+        } else {
+            let mut buf = if r == 0 { data(0) } else { vec![0.0; len] };
+            let result = comm.bcast_buf(&mut buf, 0);
+            if r != parent {
+                assert!(buf == data(0), "rank {r} got the bcast beside the refusal");
+            }
+            result
+        };
+        if r == leaf {
+            assert!(
+                matches!(result, Err(Error::TypeMismatch { .. })),
+                "{result:?}"
+            );
+        } else if r == parent {
+            assert!(
+                matches!(result, Err(Error::InvalidArgument(_))),
+                "{result:?}"
+            );
+        } else {
+            result?;
+        }
+        // Nothing of the refused hand-off is left over.
+        let mut buf = if r == 0 { data(0) } else { vec![0.0; len] };
+        comm.bcast_buf(&mut buf, 0)?;
+        assert!(buf == data(0));
+    }
+    comm.barrier()
+}
+
 fn large_point_to_point(comm: &Comm) -> Result<(), Error> {
     let (r, n) = (comm.rank(), comm.size());
     let len = (1 << 20) + 3;
