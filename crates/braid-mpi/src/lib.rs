@@ -28,6 +28,15 @@
 //! `BRAID_MPI_SPIN_US` ([`SPIN_ENV`]) to change that, e.g. to 0 on a machine with more
 //! ranks than cores.
 //!
+//! A broadcast buffer of 1 MiB or more goes from rank to rank by single-copy hand-off:
+//! with cross-memory attach (`process_vm_writev`/`process_vm_readv`), the sending rank
+//! writes half of it straight into the receiver's buffer while the receiver reads the
+//! other half, so each byte is copied once, by two cores at a time, instead of twice
+//! through the rings. Where the system refuses (a seccomp filter, Yama's ptrace rules
+//! beyond the launcher's children), the part goes through the rings and the rank stops
+//! trying; `BRAID_MPI_SINGLE_COPY=0` ([`SINGLE_COPY_ENV`]) turns it off. A buffer of
+//! another type or length than the root's fails on both sides of that hand-off.
+//!
 //! A rank that panics or dies aborts the job: every other rank's waiting call returns
 //! [`Error::Aborted`] within a bounded time instead of hanging; a rank waiting on one
 //! that has finished gets [`Error::PeerGone`]. A receive into a buffer of the wrong type
