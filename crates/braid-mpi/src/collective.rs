@@ -311,15 +311,7 @@ impl Comm {
         let (parent, children) = self.tree(root);
         if let Some(parent) = parent {
             let pattern = self.pattern(Source::Rank(parent), TagMatch::Tag(TAG), true)?;
-            let got = self
-                .engine()
-                .recv_direct(
-                    pattern,
-                    T::KIND.code(),
-                    DirectSink::Buf(bytemuck::cast_slice_mut(buf)),
-                )
-                .map_err(|e| self.error_in_comm(e))?;
-            match got {
+            match self.recv_direct_buf(buf, pattern)? {
                 Err(msg) if msg.hdr.kind == Kind::Handoff => {
                     self.handoff_recv(buf, parent, &msg.data)?;
                 }

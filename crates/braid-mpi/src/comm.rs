@@ -585,15 +585,24 @@ impl Comm {
         pattern: Pattern,
     ) -> Result<Status> {
         let capacity = buf.len();
-        let got = self
-            .engine()
+        let got = self.recv_direct_buf(buf, pattern)?;
+        self.finish_buffer(got, buf, capacity)
+    }
+
+    /// Receives straight into `buf` when the next message matching `pattern` fits it;
+    /// otherwise returns that message for the caller to check ([`Comm::finish_buffer`]).
+    pub(crate) fn recv_direct_buf<T: Element>(
+        &self,
+        buf: &mut [T],
+        pattern: Pattern,
+    ) -> Result<std::result::Result<(usize, Header), Message>> {
+        self.engine()
             .recv_direct(
                 pattern,
                 T::KIND.code(),
                 DirectSink::Buf(bytemuck::cast_slice_mut(buf)),
             )
-            .map_err(|e| self.error_in_comm(e))?;
-        self.finish_buffer(got, buf, capacity)
+            .map_err(|e| self.error_in_comm(e))
     }
 
     pub(crate) fn finish_buffer<T: Element>(
