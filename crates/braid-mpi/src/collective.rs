@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::comm::{Source, TagMatch, decode, encode};
 use crate::engine::{DirectSink, Kind};
-use crate::handoff::{self, CopyFailure, Handoff, SINGLE_COPY_MIN, Window};
+use crate::handoff::{self, Claim, CopyFailure, Handoff, SINGLE_COPY_MIN, Window};
 use crate::{Comm, Element, ElementKind, Error, Op, Result};
 
 /// The error for a hand-off step that came when another was due.
@@ -38,6 +38,9 @@ fn check_op<T: Element>(op: &Op<T>, send: &[T]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A single-copy fold reads and combines this many bytes at a time (they stay in cache).
+const FOLD_PIECE: usize = 64 << 10;
 
 /// Buffers of at least this many bytes are all-reduced by halves (each rank combines a
 /// share) rather than whole (each rank combines everything).
@@ -129,6 +132,10 @@ impl Comm {
         }
         .map_err(|e| self.error_in_comm(e))?;
         if let Err(msg) = got {
+            if msg.hdr.kind == Kind::Handoff && acc_is_left && send.is_none() {
+                // A reduction's large value, folded in by both sides (`handoff_send`).
+                return self.handoff_recv(acc, source, &msg.data, "reduce", Some((op, init)));
+            }
             // It arrived before this receive was made (or is not what was expected).
             let (msg, status) = self.check_buffer::<T>(msg, len)?;
             if status.count() != len {
@@ -221,6 +228,25 @@ impl Comm {
         self.check_count(status.count(), buf.len(), source, what)
     }
 
+    /// Like [`Comm::coll_recv_buf`], taking a single-copy hand-off too.
+    fn coll_recv_buf_or_handoff<T: Element>(
+        &self,
+        buf: &mut [T],
+        source: usize,
+        what: &str,
+    ) -> Result<()> {
+        let pattern = self.pattern(Source::Rank(source), TagMatch::Tag(TAG), true)?;
+        match self.recv_direct_buf(buf, pattern)? {
+            Err(msg) if msg.hdr.kind == Kind::Handoff => {
+                self.handoff_recv(buf, source, &msg.data, what, None)
+            }
+            got => {
+                let status = self.finish_buffer(got, buf, buf.len())?;
+                self.check_count(status.count(), buf.len(), source, what)
+            }
+        }
+    }
+
     fn check_count(&self, count: usize, want: usize, source: usize, what: &str) -> Result<()> {
         if count != want {
             return Err(Error::invalid(format!(
@@ -310,16 +336,7 @@ impl Comm {
         self.check_root(root)?;
         let (parent, children) = self.tree(root);
         if let Some(parent) = parent {
-            let pattern = self.pattern(Source::Rank(parent), TagMatch::Tag(TAG), true)?;
-            match self.recv_direct_buf(buf, pattern)? {
-                Err(msg) if msg.hdr.kind == Kind::Handoff => {
-                    self.handoff_recv(buf, parent, &msg.data)?;
-                }
-                got => {
-                    let status = self.finish_buffer(got, buf, buf.len())?;
-                    self.check_count(status.count(), buf.len(), parent, "bcast")?;
-                }
-            }
+            self.coll_recv_buf_or_handoff(buf, parent, "bcast")?;
         }
         let handoff = std::mem::size_of_val(buf) >= SINGLE_COPY_MIN && self.engine().single_copy;
         // A child that refuses (its buffer does not match) does not keep the others from
@@ -327,7 +344,7 @@ impl Comm {
         let mut first_error = None;
         for child in children {
             let sent = if handoff {
-                self.handoff_send(buf, child)
+                self.handoff_send(buf, child, None)
             } else {
                 self.coll_send_buf(buf, child)
             };
@@ -338,13 +355,15 @@ impl Comm {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Sends `buf` to `dest`, which receives it with [`Comm::handoff_recv`], by single-copy
-    /// hand-off (the module docs of `handoff.rs` give the steps).
-    fn handoff_send<T: Element>(&self, buf: &[T], dest: usize) -> Result<()> {
+    /// Sends `buf` to `dest` by single-copy hand-off (the steps are in `handoff.rs`'s
+    /// docs). `dest` receives it with [`Comm::handoff_recv`], which copies it, or, in a
+    /// reduction (`op`), with [`Comm::handoff_fold`], which folds it into its own.
+    fn handoff_send<T: Element>(&self, buf: &[T], dest: usize, op: Option<&Op<T>>) -> Result<()> {
         let me = self.to_world(self.rank())?;
         let peer = self.to_world(dest)?;
         let seg = self.engine().segment().clone();
         let bytes: &[u8] = bytemuck::cast_slice(buf);
+        let size = size_of::<T>();
         let id = handoff::next_window();
         let window = Window::open(seg.window(me, peer), id);
         let result = (|| {
@@ -358,37 +377,78 @@ impl Comm {
                 },
                 dest,
             )?;
-            let (their_window, pid, addr, push, read) = match self.recv_handoff(dest)? {
+            let (their_window, pid, addr, push, read, left) = match self.recv_handoff(dest)? {
                 Handoff::Accept {
                     window,
                     pid,
                     addr,
                     push,
                     read,
-                } => (window, pid, addr, push, read),
+                    left,
+                } => (window, pid, addr, push, read, left),
                 Handoff::Refuse { reason } => return Err(Error::invalid(reason)),
                 other => return Err(handoff_out_of_step(dest, &other)),
             };
-            let h = handoff::split(bytes.len(), size_of::<T>(), push, read);
-            let mine_ok = h == bytes.len()
-                || (push
-                    && self.copy_part(|| {
-                        handoff::write_to(
-                            seg.window(peer, me),
-                            their_window,
-                            pid,
-                            addr + h as u64,
-                            &bytes[h..],
-                        )
-                    }));
-            self.send_handoff(&Handoff::Done { ok: mine_ok }, dest)?;
-            if !mine_ok {
-                self.coll_send_buf(&buf[h / size_of::<T>()..], dest)?;
+            // This side's part is [h, len): written into the receiver's buffer, or folded
+            // into it (read, combined, written back).
+            let h = handoff::split(bytes.len(), size, push, read);
+            let done = if h == bytes.len() {
+                0
+            } else if !push {
+                self.part_failed(&CopyFailure::Closed);
+                0
+            } else {
+                let claim = Claim::take(seg.window(peer, me), their_window, pid);
+                match (left, op) {
+                    (None, _) => match claim.and_then(|c| c.write(addr + h as u64, &bytes[h..])) {
+                        Ok(()) => bytes.len() - h,
+                        Err(failure) => {
+                            self.part_failed(&failure);
+                            0
+                        }
+                    },
+                    (Some(left), Some(op)) => {
+                        let mut done = 0;
+                        if let Err(failure) = claim.and_then(|claim| {
+                            let mut temp = vec![T::zeroed(); FOLD_PIECE / size];
+                            for piece in buf[h / size..].chunks(temp.len()) {
+                                let at = (h + done) as u64;
+                                let temp = &mut temp[..piece.len()];
+                                claim.read(left + at, bytemuck::cast_slice_mut(temp))?;
+                                op.apply(temp, piece, true)
+                                    .map_err(|e| CopyFailure::Op(e.to_string()))?;
+                                claim.write(addr + at, bytemuck::cast_slice(temp))?;
+                                done += size_of_val(piece);
+                            }
+                            Ok(())
+                        }) {
+                            self.part_failed(&failure);
+                        }
+                        done
+                    }
+                    (Some(_), None) => {
+                        return Err(Error::invalid(format!(
+                            "single-copy hand-off with rank {dest} out of step: it folds what this rank broadcasts (do all ranks make the same collective calls?)"
+                        )));
+                    }
+                }
+            };
+            let ok = h + done == bytes.len();
+            self.send_handoff(
+                &Handoff::Done {
+                    ok,
+                    done: done as u64,
+                },
+                dest,
+            )?;
+            if !ok {
+                self.coll_send_buf(&buf[(h + done) / size..], dest)?;
             }
             match self.recv_handoff(dest)? {
-                Handoff::Done { ok: true } => {}
-                Handoff::Done { ok: false } => {
-                    self.coll_send_buf(&buf[..h / size_of::<T>()], dest)?;
+                Handoff::Done { ok: true, .. } => {}
+                Handoff::Done { ok: false, done } => {
+                    let from = usize::try_from(done).unwrap_or(usize::MAX).min(h);
+                    self.coll_send_buf(&buf[from / size..h / size], dest)?;
                 }
                 other => return Err(handoff_out_of_step(dest, &other)),
             }
@@ -398,10 +458,16 @@ impl Comm {
         result
     }
 
-    /// Receives into `buf` the hand-off `offer` from `source` began (see
-    /// [`Comm::handoff_send`]).
-    fn handoff_recv<T: Element>(&self, buf: &mut [T], source: usize, offer: &[u8]) -> Result<()> {
-        let (their_window, pid, addr, bytes, elem) = match decode(source, TAG, offer)? {
+    /// Checks a hand-off's offer against this rank's buffer of `len` bytes; refuses it (and
+    /// returns the error) when they differ.
+    fn check_offer<T: Element>(
+        &self,
+        offer: &[u8],
+        len: usize,
+        source: usize,
+        what: &str,
+    ) -> Result<(u64, u32, u64)> {
+        let (window, pid, addr, bytes, elem) = match decode(source, TAG, offer)? {
             Handoff::Offer {
                 window,
                 pid,
@@ -411,30 +477,50 @@ impl Comm {
             } => (window, pid, addr, bytes, elem),
             other => return Err(handoff_out_of_step(source, &other)),
         };
-        let len = std::mem::size_of_val(buf);
-        if bytes != len as u64 || elem != T::KIND.code() {
-            let sent = ElementKind::from_code(elem);
-            let reason = format!(
-                "bcast: rank {source} sent {bytes} bytes of {} where rank {} expected {len} bytes of {:?}",
-                sent.map_or_else(|| format!("element code {elem}"), |k| format!("{k:?}")),
-                self.rank(),
-                T::KIND
-            );
-            self.send_handoff(
-                &Handoff::Refuse {
-                    reason: reason.clone(),
-                },
-                source,
-            )?;
-            return Err(match sent {
-                Some(found) if found != T::KIND => Error::TypeMismatch {
-                    expected: T::KIND,
-                    found,
-                    source_rank: source,
-                    tag: TAG,
-                },
-                _ => Error::invalid(reason),
-            });
+        if bytes == len as u64 && elem == T::KIND.code() {
+            return Ok((window, pid, addr));
+        }
+        let sent = ElementKind::from_code(elem);
+        let reason = format!(
+            "{what}: rank {source} sent {bytes} bytes of {} where rank {} expected {len} bytes of {:?}",
+            sent.map_or_else(|| format!("element code {elem}"), |k| format!("{k:?}")),
+            self.rank(),
+            T::KIND
+        );
+        self.send_handoff(
+            &Handoff::Refuse {
+                reason: reason.clone(),
+            },
+            source,
+        )?;
+        Err(match sent {
+            Some(found) if found != T::KIND => Error::TypeMismatch {
+                expected: T::KIND,
+                found,
+                source_rank: source,
+                tag: TAG,
+            },
+            _ => Error::invalid(reason),
+        })
+    }
+
+    /// Receives what `source` hands off with [`Comm::handoff_send`] (`offer` is its first
+    /// message) into `acc`: a copy, or with `fold` (the operation and the left operand
+    /// when it is not `acc` itself) `acc = left op theirs`. This rank does the head, the
+    /// sender the tail.
+    fn handoff_recv<T: Element>(
+        &self,
+        acc: &mut [T],
+        source: usize,
+        offer: &[u8],
+        what: &str,
+        fold: Option<(&Op<T>, Option<&[T]>)>,
+    ) -> Result<()> {
+        let size = size_of::<T>();
+        let len = std::mem::size_of_val(acc);
+        let (their_window, pid, addr) = self.check_offer::<T>(offer, len, source, what)?;
+        if fold.is_some_and(|(_, init)| init.is_some_and(|init| init.len() != acc.len())) {
+            return Err(Error::invalid("reduction operands of different lengths"));
         }
         let me = self.to_world(self.rank())?;
         let peer = self.to_world(source)?;
@@ -442,36 +528,86 @@ impl Comm {
         let enabled = self.engine().single_copy;
         let id = handoff::next_window();
         let window = enabled.then(|| Window::open(seg.window(me, peer), id));
-        let dst = bytemuck::cast_slice_mut::<T, u8>(buf);
-        let dst_addr = dst.as_mut_ptr().expose_provenance() as u64;
+        let left = fold
+            .map(|(_, init)| init.map_or(acc.as_ptr(), <[T]>::as_ptr).expose_provenance() as u64);
+        let acc_addr = acc.as_mut_ptr().expose_provenance() as u64;
         let result = (|| {
             self.send_handoff(
                 &Handoff::Accept {
                     window: id,
                     pid: std::process::id(),
-                    addr: dst_addr,
+                    addr: acc_addr,
                     push: enabled,
                     read: enabled,
+                    left,
                 },
                 source,
             )?;
-            let h = handoff::split(len, size_of::<T>(), enabled, enabled);
-            let mine_ok = h == 0
-                || self.copy_part(|| {
-                    handoff::read_from(seg.window(peer, me), their_window, pid, addr, &mut dst[..h])
+            let h = handoff::split(len, size, enabled, enabled);
+            let mut done = 0;
+            if h > 0 {
+                let claim = Claim::take(seg.window(peer, me), their_window, pid);
+                let copied = claim.and_then(|claim| match fold {
+                    None => {
+                        claim.read(addr, &mut bytemuck::cast_slice_mut(acc)[..h])?;
+                        done = h;
+                        Ok(())
+                    }
+                    Some((op, init)) => {
+                        let mut temp = vec![T::zeroed(); FOLD_PIECE / size];
+                        while done < h {
+                            let range = done / size..(h.min(done + FOLD_PIECE)) / size;
+                            let temp = &mut temp[..range.len()];
+                            claim.read(addr + done as u64, bytemuck::cast_slice_mut(temp))?;
+                            if let Some(init) = init {
+                                acc[range.clone()].copy_from_slice(&init[range.clone()]);
+                            }
+                            op.apply(&mut acc[range.clone()], temp, true)
+                                .map_err(|e| CopyFailure::Op(e.to_string()))?;
+                            done += range.len() * size;
+                        }
+                        Ok(())
+                    }
                 });
-            self.send_handoff(&Handoff::Done { ok: mine_ok }, source)?;
-            let theirs_ok = match self.recv_handoff(source)? {
-                Handoff::Done { ok } => ok,
+                if let Err(failure) = copied {
+                    self.part_failed(&failure);
+                }
+            }
+            self.send_handoff(
+                &Handoff::Done {
+                    ok: done == h,
+                    done: done as u64,
+                },
+                source,
+            )?;
+            let theirs = match self.recv_handoff(source)? {
+                Handoff::Done { ok: true, .. } => None,
+                Handoff::Done { ok: false, done } => {
+                    Some(h + usize::try_from(done).unwrap_or(0).min(len - h))
+                }
                 other => return Err(handoff_out_of_step(source, &other)),
             };
-            let buf: &mut [T] = bytemuck::cast_slice_mut(dst);
-            let at = h / size_of::<T>();
-            if !theirs_ok {
-                self.coll_recv_buf(&mut buf[at..], source, "bcast")?;
-            }
-            if !mine_ok {
-                self.coll_recv_buf(&mut buf[..at], source, "bcast")?;
+            // What was not copied comes through the ring: first the sender's rest, then
+            // this rank's.
+            for (from, to) in [
+                theirs.map(|from| (from, len)),
+                (done < h).then_some((done, h)),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let range = from / size..to / size;
+                match fold {
+                    None => self.coll_recv_buf(&mut acc[range], source, what)?,
+                    Some((op, init)) => self.coll_recv_fold(
+                        &mut acc[range.clone()],
+                        source,
+                        op,
+                        true,
+                        None,
+                        init.map(|init| &init[range]),
+                    )?,
+                }
             }
             Ok(())
         })();
@@ -481,24 +617,17 @@ impl Comm {
         result
     }
 
-    /// Runs one direct copy of a hand-off; on failure logs it, stops this rank's hand-offs
-    /// when the system will refuse again, and returns false (the part then goes through
-    /// the ring).
-    fn copy_part(&self, copy: impl FnOnce() -> std::result::Result<(), CopyFailure>) -> bool {
-        match copy() {
-            Ok(()) => true,
-            Err(failure) => {
-                if failure.lasting() {
-                    tracing::info!(
-                        error = %failure,
-                        "single-copy hand-off refused by the system: large buffers go through shared memory from now on"
-                    );
-                    self.engine().single_copy = false;
-                } else {
-                    tracing::debug!(error = %failure, "single-copy part sent through shared memory");
-                }
-                false
-            }
+    /// Logs why a part of a hand-off goes through the ring, and stops this rank's
+    /// hand-offs when the system will refuse them again.
+    fn part_failed(&self, failure: &CopyFailure) {
+        if failure.lasting() {
+            tracing::info!(
+                error = %failure,
+                "single-copy hand-off refused by the system: large buffers go through shared memory from now on"
+            );
+            self.engine().single_copy = false;
+        } else {
+            tracing::debug!(error = %failure, "single-copy part sent through shared memory");
         }
     }
 
@@ -952,6 +1081,10 @@ impl Comm {
 
     /// Combines every rank's `send` element by element with `op` into the root's `recv`
     /// (`comm.Reduce(send, recv, op, root)`), in rank order.
+    ///
+    /// A value of 1 MiB or more is combined by single-copy hand-off where the system
+    /// allows it: the root folds one half, reading the sending rank's value, and the
+    /// sending rank the other, reading and writing the root's running result.
     pub fn reduce_buf<T: Element>(
         &self,
         send: &[T],
@@ -963,6 +1096,9 @@ impl Comm {
         check_op(&op, send)?;
         self.check_root(root)?;
         if self.rank() != root {
+            if std::mem::size_of_val(send) >= SINGLE_COPY_MIN && self.engine().single_copy {
+                return self.handoff_send(send, root, Some(&op));
+            }
             return self.coll_send_buf(send, root);
         }
         let acc = recv.ok_or_else(|| Error::invalid("reduce: the root must pass Some(recv)"))?;
@@ -986,7 +1122,7 @@ impl Comm {
                     started = true;
                 }
             } else if !started {
-                self.coll_recv_buf(acc, i, "reduce")?;
+                self.coll_recv_buf_or_handoff(acc, i, "reduce")?;
                 started = true;
             } else {
                 self.coll_recv_fold(acc, i, &op, true, None, init.take())?;

@@ -28,11 +28,12 @@
 //! `BRAID_MPI_SPIN_US` ([`SPIN_ENV`]) to change that, e.g. to 0 on a machine with more
 //! ranks than cores.
 //!
-//! A broadcast buffer of 1 MiB or more goes from rank to rank by single-copy hand-off:
-//! with cross-memory attach (`process_vm_writev`/`process_vm_readv`), the sending rank
-//! writes half of it straight into the receiver's buffer while the receiver reads the
+//! A broadcast or reduction buffer of 1 MiB or more goes from rank to rank by single-copy
+//! hand-off: with cross-memory attach (`process_vm_writev`/`process_vm_readv`), the sending
+//! rank writes half of it straight into the receiver's buffer while the receiver reads the
 //! other half, so each byte is copied once, by two cores at a time, instead of twice
-//! through the rings. Where the system refuses (a seccomp filter, Yama's ptrace rules
+//! through the rings; in a reduction each side combines its half (the sender reads the
+//! receiver's running result, folds its own value in and writes it back). Where the system refuses (a seccomp filter, Yama's ptrace rules
 //! beyond the launcher's children), the part goes through the rings and the rank stops
 //! trying; `BRAID_MPI_SINGLE_COPY=0` ([`SINGLE_COPY_ENV`]) turns it off. A buffer of
 //! another type or length than the root's fails on both sides of that hand-off.

@@ -7,7 +7,7 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use braid_mpi::{Error, JobOutcome, Launch, launch};
+use braid_mpi::{Error, JobOutcome, Launch, Op, launch};
 
 /// The exit code of a rank that saw the error it expected.
 const SAW_ERROR: i32 = 3;
@@ -36,7 +36,7 @@ fn rank_main(args: &[String]) -> ExitCode {
                 }
             }
         }
-        Some(mode @ ("--panic" | "--kill" | "--kill-in-bcast")) => {
+        Some(mode @ ("--panic" | "--kill" | "--kill-in-bcast" | "--kill-in-reduce")) => {
             if r == 1 {
                 if mode != "--panic" {
                     let me = rustix::process::getpid();
@@ -52,6 +52,13 @@ fn rank_main(args: &[String]) -> ExitCode {
                 // answer that never comes.
                 let mut buf = vec![r as f64; 1 << 20];
                 comm.bcast_buf(&mut buf, 0)
+                    .and_then(|()| comm.barrier())
+                    .unwrap_err()
+            } else if mode == "--kill-in-reduce" {
+                // The root waits for rank 1's value, the others for the root's answer.
+                let buf = vec![r as f64; 1 << 20];
+                let mut sum = vec![0.0; 1 << 20];
+                comm.reduce_buf(&buf, (r == 0).then_some(&mut sum[..]), Op::sum(), 0)
                     .and_then(|()| comm.barrier())
                     .unwrap_err()
             } else if r == 0 {
@@ -137,7 +144,7 @@ fn main() -> ExitCode {
         }
     }
 
-    for mode in ["--panic", "--kill", "--kill-in-bcast"] {
+    for mode in ["--panic", "--kill", "--kill-in-bcast", "--kill-in-reduce"] {
         for n in 2..=4 {
             let label = format!("a rank that fails ({mode}) aborts the others on {n} ranks");
             if !wanted(&label) {

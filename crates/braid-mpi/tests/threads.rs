@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use braid_mpi::{Error, run_threads};
+use braid_mpi::{Error, Op, run_threads};
 
 fn run_case(name: &str, f: common::Body) {
     for n in 2..=4 {
@@ -79,19 +79,25 @@ fn a_rank_that_panics_aborts_the_others() {
 }
 
 #[test]
-fn a_rank_that_panics_before_a_large_bcast_aborts_the_others() {
-    for n in 2..=4 {
+fn a_rank_that_panics_before_a_large_bcast_or_reduce_aborts_the_others() {
+    for (n, reduce) in (2..=4).flat_map(|n| [(n, false), (n, true)]) {
         let outcome = run_threads(n, |comm| {
             if comm.rank() == 1 {
                 panic!("rank 1 gives up");
             }
-            // Large enough for a single-copy hand-off: rank 1's parent waits for an answer
-            // that never comes, the others in the tree or at the barrier.
+            // Large enough for a single-copy hand-off: rank 1's parent (or the root of
+            // the reduction) waits for an answer that never comes, the other ranks for
+            // theirs or at the barrier.
             let mut buf = vec![comm.rank() as f64; 1 << 20];
-            let error = comm
-                .bcast_buf(&mut buf, 0)
-                .and_then(|()| comm.barrier())
-                .unwrap_err();
+            let mut sum = vec![0.0; 1 << 20];
+            let root = comm.rank() == 0;
+            let error = if reduce {
+                comm.reduce_buf(&buf, root.then_some(&mut sum[..]), Op::sum(), 0)
+            } else {
+                comm.bcast_buf(&mut buf, 0)
+            }
+            .and_then(|()| comm.barrier())
+            .unwrap_err();
             assert!(matches!(error, Error::Aborted { rank: 1 }), "{error:?}");
         });
         assert!(

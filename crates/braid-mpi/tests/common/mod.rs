@@ -685,8 +685,9 @@ fn large_ordered_reductions(comm: &Comm) -> Result<(), Error> {
 /// Point-to-point buffers of an odd length larger than a ring's chunk: into a receive
 /// buffer, into a posted `irecv_buf`, after a receive of the wrong type refused one, and
 /// sent by two ranks to each other at once.
-/// Broadcasts of buffers large enough for the native backend's single-copy hand-off: from
-/// every root, of an odd byte length, and a leaf with a buffer of the wrong type.
+/// Broadcasts and reductions of buffers large enough for the native backend's single-copy
+/// hand-off: from and to every root, of an odd byte length, and a leaf with a buffer of
+/// the wrong type.
 fn large_bcast(comm: &Comm) -> Result<(), Error> {
     let (r, n) = (comm.rank(), comm.size());
     let len = 1 << 20;
@@ -741,6 +742,20 @@ fn large_bcast(comm: &Comm) -> Result<(), Error> {
         let mut buf = if r == 0 { data(0) } else { vec![0.0; len] };
         comm.bcast_buf(&mut buf, 0)?;
         assert!(buf == data(0));
+    }
+    // Reductions of the same size, to every root: each rank's value is data(rank).
+    let mine = data(r);
+    let total: f64 = (0..n).map(|k| k as f64).sum();
+    for root in 0..n {
+        let mut sum = vec![0.0; len];
+        comm.reduce_buf(&mine, (r == root).then_some(&mut sum[..]), Op::sum(), root)?;
+        if r == root {
+            let want = |i: usize| i as f64 * 0.5 * n as f64 + total;
+            assert!(
+                sum.iter().enumerate().all(|(i, s)| *s == want(i)),
+                "reduce of 8 MiB at {root}"
+            );
+        }
     }
     comm.barrier()
 }
