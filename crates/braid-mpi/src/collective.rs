@@ -356,8 +356,8 @@ impl Comm {
     }
 
     /// Sends `buf` to `dest` by single-copy hand-off (the steps are in `handoff.rs`'s
-    /// docs). `dest` receives it with [`Comm::handoff_recv`], which copies it, or, in a
-    /// reduction (`op`), with [`Comm::handoff_fold`], which folds it into its own.
+    /// docs). `dest` receives it with [`Comm::handoff_recv`], which copies it or, in a
+    /// reduction (`op`), folds it into its own.
     fn handoff_send<T: Element>(&self, buf: &[T], dest: usize, op: Option<&Op<T>>) -> Result<()> {
         let me = self.to_world(self.rank())?;
         let peer = self.to_world(dest)?;
