@@ -370,6 +370,7 @@ impl Comm {
             self.send_handoff(
                 &Handoff::Offer {
                     window: id,
+                    open: window.is_some(),
                     pid: std::process::id(),
                     addr: bytes.as_ptr().expose_provenance() as u64,
                     bytes: bytes.len() as u64,
@@ -454,7 +455,9 @@ impl Comm {
             }
             Ok(())
         })();
-        window.close(seg.other_process(peer));
+        if let Some(window) = window {
+            window.close(seg.other_process(peer));
+        }
         result
     }
 
@@ -466,19 +469,20 @@ impl Comm {
         len: usize,
         source: usize,
         what: &str,
-    ) -> Result<(u64, u32, u64)> {
-        let (window, pid, addr, bytes, elem) = match decode(source, TAG, offer)? {
+    ) -> Result<(u64, bool, u32, u64)> {
+        let (window, open, pid, addr, bytes, elem) = match decode(source, TAG, offer)? {
             Handoff::Offer {
                 window,
+                open,
                 pid,
                 addr,
                 bytes,
                 elem,
-            } => (window, pid, addr, bytes, elem),
+            } => (window, open, pid, addr, bytes, elem),
             other => return Err(handoff_out_of_step(source, &other)),
         };
         if bytes == len as u64 && elem == T::KIND.code() {
-            return Ok((window, pid, addr));
+            return Ok((window, open, pid, addr));
         }
         let sent = ElementKind::from_code(elem);
         let reason = format!(
@@ -518,7 +522,8 @@ impl Comm {
     ) -> Result<()> {
         let size = size_of::<T>();
         let len = std::mem::size_of_val(acc);
-        let (their_window, pid, addr) = self.check_offer::<T>(offer, len, source, what)?;
+        let (their_window, their_open, pid, addr) =
+            self.check_offer::<T>(offer, len, source, what)?;
         if fold.is_some_and(|(_, init)| init.is_some_and(|init| init.len() != acc.len())) {
             return Err(Error::invalid("reduction operands of different lengths"));
         }
@@ -527,7 +532,12 @@ impl Comm {
         let seg = self.engine().segment().clone();
         let enabled = self.engine().single_copy;
         let id = handoff::next_window();
-        let window = enabled.then(|| Window::open(seg.window(me, peer), id));
+        let window = enabled
+            .then(|| Window::open(seg.window(me, peer), id))
+            .flatten();
+        // The sender writes the tail if this rank's window is open; this rank reads the
+        // head if the sender's is.
+        let (push, read) = (window.is_some(), enabled && their_open);
         let left = fold
             .map(|(_, init)| init.map_or(acc.as_ptr(), <[T]>::as_ptr).expose_provenance() as u64);
         let acc_addr = acc.as_mut_ptr().expose_provenance() as u64;
@@ -537,13 +547,13 @@ impl Comm {
                     window: id,
                     pid: std::process::id(),
                     addr: acc_addr,
-                    push: enabled,
-                    read: enabled,
+                    push,
+                    read,
                     left,
                 },
                 source,
             )?;
-            let h = handoff::split(len, size, enabled, enabled);
+            let h = handoff::split(len, size, push, read);
             let mut done = 0;
             if h > 0 {
                 let claim = Claim::take(seg.window(peer, me), their_window, pid);

@@ -52,9 +52,10 @@ pub(crate) fn enabled_by_env() -> bool {
 /// The messages of one hand-off (postcard-encoded, in messages of kind `Handoff`).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Handoff {
-    /// From the sender: read the head of my buffer if you can.
+    /// From the sender: read the head of my buffer if you can (`open`: its window is).
     Offer {
         window: u64,
+        open: bool,
         pid: u32,
         addr: u64,
         bytes: u64,
@@ -115,10 +116,18 @@ pub(crate) struct Window<'a> {
 }
 
 impl<'a> Window<'a> {
-    /// Opens window `id` on `word` (the owner's side).
-    pub(crate) fn open(word: &'a AtomicU64, id: u64) -> Window<'a> {
-        word.store(self::word(id, OPEN), Ordering::Release);
-        Window { word, id }
+    /// Opens window `id` on `word` (the owner's side). Fails while another transfer of
+    /// this rank with the same peer (on another thread) holds it: that transfer then goes
+    /// without this window.
+    pub(crate) fn open(word: &'a AtomicU64, id: u64) -> Option<Window<'a>> {
+        word.compare_exchange(
+            IDLE,
+            self::word(id, OPEN),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .ok()
+        .map(|_| Window { word, id })
     }
 
     /// Closes the window: after this the other side can no longer claim it, and a claim it
@@ -128,22 +137,23 @@ impl<'a> Window<'a> {
         loop {
             let now = self.word.load(Ordering::Acquire);
             if now == word(self.id, BUSY) {
-                if !alive(peer_pid) {
-                    tracing::debug!(
-                        pid = peer_pid,
-                        "a rank died while it copied: its window is closed"
-                    );
-                    break;
+                if alive(peer_pid) {
+                    polls += 1;
+                    if polls < 1000 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    continue;
                 }
-                polls += 1;
-                if polls < 1000 {
-                    std::thread::yield_now();
-                } else {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                continue;
+                tracing::debug!(
+                    pid = peer_pid,
+                    "a rank died while it copied: its window is closed"
+                );
             }
-            if now != word(self.id, OPEN)
+            // Open and never claimed, done, or claimed by a process that is gone: back to
+            // idle, unless the claim began between the load and here.
+            if now >> 2 != self.id
                 || self
                     .word
                     .compare_exchange(now, IDLE, Ordering::AcqRel, Ordering::Acquire)
@@ -152,7 +162,6 @@ impl<'a> Window<'a> {
                 break;
             }
         }
-        self.word.store(IDLE, Ordering::Release);
     }
 }
 
@@ -371,7 +380,9 @@ mod tests {
         let mut dst = vec![0u8; src.len()];
         let pid = std::process::id();
         let id = next_window();
-        let window = Window::open(&word, id);
+        let window = Window::open(&word, id).unwrap();
+        // One transfer at a time holds a window word.
+        assert!(Window::open(&word, next_window()).is_none());
         {
             let claim = Claim::take(&word, id, pid).unwrap();
             claim.read(src.as_ptr() as u64, &mut dst).unwrap();
@@ -405,7 +416,7 @@ mod tests {
         let _serial = SERIAL.lock();
         let word = AtomicU64::new(0);
         let id = next_window();
-        let window = Window::open(&word, id);
+        let window = Window::open(&word, id).unwrap();
         let mut dst = vec![0u8; 64];
         let failure = Claim::take(&word, id, std::process::id())
             .unwrap()
