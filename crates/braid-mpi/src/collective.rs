@@ -529,8 +529,10 @@ impl Comm {
         }
         let me = self.to_world(self.rank())?;
         let peer = self.to_world(source)?;
-        let seg = self.engine().segment().clone();
-        let enabled = self.engine().single_copy;
+        let (seg, enabled) = {
+            let engine = self.engine();
+            (engine.segment().clone(), engine.single_copy)
+        };
         let id = handoff::next_window();
         let window = enabled
             .then(|| Window::open(seg.window(me, peer), id))

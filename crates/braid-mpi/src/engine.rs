@@ -286,8 +286,9 @@ pub(crate) struct Engine {
     pub scratch: Vec<u64>,
     /// The buffer `send_encoded` encodes into, kept between calls.
     encoded: Vec<u8>,
-    /// Whether this rank copies large broadcast buffers straight between processes
-    /// (`handoff.rs`); off by [`crate::SINGLE_COPY_ENV`] or after the system refused.
+    /// Whether this rank hands large broadcast and reduction buffers straight between
+    /// processes (`handoff.rs`); off by [`crate::SINGLE_COPY_ENV`] or after the system
+    /// refused.
     pub single_copy: bool,
 }
 

@@ -32,8 +32,11 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-/// Buffers of at least this many bytes are broadcast by single-copy hand-off (below it the
-/// ring's two copies, which stay in cache, are as fast as the hand-off's set-up).
+use crate::segment::process_alive;
+
+/// Buffers of at least this many bytes are broadcast or reduced by single-copy hand-off
+/// (below it the ring's two copies, which stay in cache, are as fast as the hand-off's
+/// set-up).
 pub(crate) const SINGLE_COPY_MIN: usize = 1 << 20;
 
 /// Set to `0` to turn single-copy hand-off off: every buffer then goes through the
@@ -137,7 +140,8 @@ impl<'a> Window<'a> {
         loop {
             let now = self.word.load(Ordering::Acquire);
             if now == word(self.id, BUSY) {
-                if alive(peer_pid) {
+                // `None`: the peer is a thread of this process, which runs.
+                if peer_pid.is_none_or(process_alive) {
                     polls += 1;
                     if polls < 1000 {
                         std::thread::yield_now();
@@ -162,17 +166,6 @@ impl<'a> Window<'a> {
                 break;
             }
         }
-    }
-}
-
-/// Whether the process `pid` still runs (`None`: this process, which does).
-fn alive(pid: Option<u32>) -> bool {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
-        return true;
-    };
-    match rustix::process::Pid::from_raw(pid) {
-        Some(pid) => rustix::process::test_kill_process(pid).is_ok(),
-        None => false,
     }
 }
 
